@@ -1,0 +1,3 @@
+from module_system.cli import main
+
+main()

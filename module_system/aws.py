@@ -1,0 +1,109 @@
+"""boto3 sessions and clients from an :class:`S3Connection`, and botocore error translation.
+
+This is the one place botocore errors become :class:`TransientError` or
+:class:`TerminalError`, with the bucket and the credentials source named in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from module_system.config.models import RetryConfig, S3Connection
+from module_system.errors import ItemVanished, TerminalError, TransientError
+
+# Error codes that retrying can fix.
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def make_session(conn: S3Connection) -> boto3.session.Session:
+    """A session with the configured keys or profile, else boto3's default chain."""
+    if conn.aws_access_key_id and conn.aws_secret_access_key:
+        return boto3.session.Session(
+            aws_access_key_id=conn.aws_access_key_id,
+            aws_secret_access_key=conn.aws_secret_access_key.get_secret_value(),
+            aws_session_token=(
+                conn.aws_session_token.get_secret_value() if conn.aws_session_token else None
+            ),
+            region_name=conn.region,
+        )
+    return boto3.session.Session(profile_name=conn.profile, region_name=conn.region)
+
+
+def make_client(conn: S3Connection, retry: RetryConfig, max_pool: int = 32):  # type: ignore[no-untyped-def]
+    """An S3 client whose own retries (standard mode: backoff with jitter on throttling,
+    5xx and connection errors) use the configured attempt count."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": retry.attempts},
+        max_pool_connections=max_pool,
+        connect_timeout=10,
+        read_timeout=60,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_supported",
+    )
+    session = make_session(conn)
+    return session.client("s3", endpoint_url=conn.endpoint_url, config=config)
+
+
+def credentials_source(conn: S3Connection) -> str:
+    """Say where credentials came from (never the credentials themselves)."""
+    if conn.aws_access_key_id:
+        return "explicit keys in the registry"
+    if conn.profile:
+        return f"profile '{conn.profile}'"
+    try:
+        creds = make_session(conn).get_credentials()
+    except botocore.exceptions.BotoCoreError:
+        return "boto3 default chain (failed to resolve)"
+    return f"boto3 default chain ({creds.method})" if creds else "no credentials found"
+
+
+@contextmanager
+def translate_errors(conn: S3Connection, bucket: str, key: str | None = None) -> Iterator[None]:
+    """Turn botocore exceptions raised inside the block into our error types."""
+    where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = f"{where}: {code or status}: {exc.response.get('Error', {}).get('Message', '')}"
+        if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            raise TransientError(message) from exc
+        if key and code in MISSING_KEY_CODES:
+            raise ItemVanished(f"{where}: the object is gone (listed, then not found)") from exc
+        if code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}:
+            message += f" (credentials: {credentials_source(conn)})"
+        raise TerminalError(message) from exc
+    except (
+        botocore.exceptions.EndpointConnectionError,
+        botocore.exceptions.ConnectionClosedError,
+        botocore.exceptions.ReadTimeoutError,
+        botocore.exceptions.ConnectTimeoutError,
+        botocore.exceptions.ResponseStreamingError,
+    ) as exc:
+        raise TransientError(f"{where}: {exc}") from exc
+    except botocore.exceptions.NoCredentialsError as exc:
+        raise TerminalError(f"{where}: no AWS credentials found ({credentials_source(conn)})") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise TerminalError(f"{where}: {exc}") from exc

@@ -1,0 +1,133 @@
+"""The ``module-system`` command: thin commands over :mod:`module_system.api`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from module_system import api
+from module_system.errors import ConfigError
+from module_system.observability.logging import DEFAULT_LOG_DIR, setup_logging
+from module_system.observability.redaction import redact
+from module_system.orchestrator.monitor import Monitor
+from module_system.orchestrator.report import print_summary, write_report
+from module_system.orchestrator.stats import BatchStats
+from module_system.pipeline import RunOptions
+
+EXIT_CONFIG = 2
+
+
+def _console_handler(console: Console) -> logging.Handler:
+    # Log lines print above the live display instead of tearing it.
+    return RichHandler(console=console, show_time=False, show_level=False, show_path=False,
+                       markup=False, rich_tracebacks=False, highlighter=None)  # fmt: skip
+
+
+def _config_error(exc: ConfigError) -> None:
+    click.echo(f"configuration error ({len(exc.problems)} problem(s)):", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {redact(problem)}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="module_system")
+def main() -> None:
+    """Fetch files from S3, FTP/SFTP, web pages and REST APIs, validate them and land
+    them in an S3 bucket."""
+
+
+@main.command()
+@click.option("--batch-file", required=True, type=click.Path(dir_okay=False), help="JSON batch of jobs.")
+@click.option("--registry", type=click.Path(dir_okay=False), help="project_registry.yaml (default: ./project_registry.yaml).")
+@click.option("--max-workers", default=20, show_default=True, type=click.IntRange(1, 512), help="Jobs run at once.")
+@click.option("--monitor-duration", default=30, show_default=True, type=click.IntRange(0), help="Seconds of live display; then a status line every 30 s.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON here.")
+@click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="SQLAlchemy URL of the state store (default: sqlite:///module_system_state.db).")
+@click.option("--full-refresh", is_flag=True, help="Ignore what earlier runs landed; land everything again.")
+@click.option("--fail-on-invalid", is_flag=True, help="Exit 1 when any file was quarantined.")
+@click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds before a job times out (overrides the service's timeout).")
+@click.option("--log-dir", default=str(DEFAULT_LOG_DIR), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def run(batch_file: str, registry: str | None, max_workers: int, monitor_duration: int,
+        report: Path | None, state_url: str | None, full_refresh: bool, fail_on_invalid: bool,
+        job_timeout: float | None, log_dir: Path) -> None:  # fmt: skip
+    """Run every job of a batch file.
+
+    \b
+    Example:
+      module-system run --batch-file jobs.json --registry project_registry.yaml --max-workers 10
+
+    Exit status: 0 all jobs completed, 1 some job failed or was cancelled, 2 bad config.
+    """
+    console = Console()
+    setup_logging(log_dir, console_handler=_console_handler(console))
+    options = RunOptions(full_refresh, fail_on_invalid, job_timeout, log_dir=log_dir)
+    stats = BatchStats()
+    try:
+        api.check(registry, batch_file)  # config errors stop before the monitor starts
+        with Monitor(stats, console, monitor_duration):
+            result = api.run(batch_file, registry, max_workers=max_workers,
+                             state_url=state_url, options=options, stats=stats)  # fmt: skip
+    except ConfigError as exc:
+        _config_error(exc)
+        return
+    print_summary(result, console)
+    if report:
+        write_report(result, report)
+        console.print(f"report written to {report}", highlight=False)
+    sys.exit(result.exit_code(fail_on_invalid))
+
+
+@main.command()
+@click.option("--registry", type=click.Path(dir_okay=False), help="project_registry.yaml to check.")
+@click.option("--batch-file", type=click.Path(dir_okay=False), help="Also check this batch file.")
+def check(registry: str | None, batch_file: str | None) -> None:
+    """Check the registry (and a batch file) without running anything.
+
+    \b
+    Example:
+      module-system check --registry project_registry.yaml --batch-file jobs.json
+    """
+    try:
+        loaded, batch = api.check(registry, batch_file)
+    except ConfigError as exc:
+        _config_error(exc)
+        return
+    jobs = f", {len(batch.jobs)} jobs" if batch else ""
+    click.echo(f"OK: {len(loaded.services)} services{jobs}")
+
+
+@main.command()
+@click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="State store URL.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1))
+def history(state_url: str | None, limit: int) -> None:
+    """List recent runs and their jobs from the state store."""
+    from module_system.state.store import StateStore
+
+    store = StateStore(state_url)
+    for run_row in store.runs(limit):
+        click.echo(f"{run_row['run_id']}  {run_row['status']:<11} {run_row['description']}")
+        for job in store.jobs(run_row["run_id"]):
+            counts = job["counts"] or {}
+            click.echo(f"    {job['job_id']:<30} {job['status']:<10} "
+                       f"valid={counts.get('valid', 0)} invalid={counts.get('invalid', 0)} "
+                       f"skipped={counts.get('skipped', 0)} failed={counts.get('failed', 0)}")  # fmt: skip
+    store.close()
+
+
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the demo's files here.")
+def demo(workdir: Path | None) -> None:
+    """Start local servers with sample data, run the demo batch and show where files landed."""
+    from module_system.demo import run_demo
+
+    sys.exit(run_demo(workdir))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,206 @@
+"""Read and check the registry and batch files, reporting every problem at once.
+
+Each problem names the file, the service or job, and the field, e.g.::
+
+    project_registry.yaml: service 's3_sales': source.bucket: Field required
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from module_system.config.interpolate import MissingVariable, interpolate
+from module_system.config.models import BatchFile, LandingConfig, Registry, ServiceConfig
+from module_system.errors import ConfigError
+from module_system.observability.redaction import register_secret
+from module_system.sources import SOURCE_TYPES
+from module_system.validation import VALIDATORS
+
+
+def load_registry(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Registry:
+    """Parse ``project_registry.yaml`` into a :class:`Registry`, or raise :class:`ConfigError`."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    raw = _read_yaml(path)
+    problems: list[str] = []
+    landing = _load_landing(path, raw.get("landing"), env, problems)
+    services = _load_services(path, raw.get("services"), env, problems)
+    for key in sorted(set(raw) - {"landing", "services"}):
+        problems.append(f"{path}: unknown top-level key '{key}' (expected 'landing' and 'services')")
+    if problems or landing is None:
+        raise ConfigError(problems)
+    registry = Registry(landing=landing, services=services, base_dir=path.parent.resolve())
+    _register_secrets(registry)
+    return registry
+
+
+def load_batch(path: str | os.PathLike[str], registry: Registry | None = None) -> BatchFile:
+    """Parse a batch file; with ``registry``, also check every ``service_id`` exists."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: batch file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        batch = BatchFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_batch_problems(path, raw, exc)) from None
+    problems = _check_jobs(path, batch, registry)
+    if problems:
+        raise ConfigError(problems)
+    return batch
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: registry file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'landing' and 'services'")
+    return raw
+
+
+def _load_landing(
+    path: Path, raw: Any, env: Mapping[str, str], problems: list[str]
+) -> LandingConfig | None:
+    if raw is None:
+        problems.append(f"{path}: landing: missing (the bucket that receives files)")
+        return None
+    try:
+        return LandingConfig.model_validate(interpolate(raw, env, "landing"))
+    except MissingVariable as exc:
+        problems.append(f"{path}: {exc.where}: environment variable ${{{exc.name}}} is not set")
+    except ValidationError as exc:
+        problems.extend(_format_errors(f"{path}: landing", exc))
+    return None
+
+
+def _load_services(
+    path: Path, raw: Any, env: Mapping[str, str], problems: list[str]
+) -> dict[str, ServiceConfig]:
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{path}: services: expected a mapping of service ids to services")
+        return {}
+    services = {}
+    for service_id, body in raw.items():
+        where = f"{path}: service '{service_id}'"
+        try:
+            services[str(service_id)] = _load_service(path.parent, body, env)
+        except MissingVariable as exc:
+            problems.append(f"{where}: {exc.where}: environment variable ${{{exc.name}}} is not set")
+        except ValidationError as exc:
+            problems.extend(_format_errors(where, exc))
+        except _FieldProblem as exc:
+            problems.append(f"{where}: {exc}")
+    return services
+
+
+class _FieldProblem(Exception):
+    """A problem in one field that pydantic did not raise."""
+
+
+def _load_service(base_dir: Path, body: Any, env: Mapping[str, str]) -> ServiceConfig:
+    if not isinstance(body, dict):
+        raise _FieldProblem("expected a mapping with 'type' and 'source'")
+    body = interpolate(body, env)
+    service = ServiceConfig.model_validate(body)
+    source_cls = SOURCE_TYPES.get(service.type)
+    if source_cls is None:
+        known = ", ".join(SOURCE_TYPES.names())
+        raise _FieldProblem(f"type: unknown source type '{service.type}' (known: {known})")
+    source = _validate_part("source", source_cls.config_model, service.source)
+    validation = {
+        name: _validator_options(name, options, base_dir)
+        for name, options in service.validation.items()
+    }
+    return service.model_copy(update={"source": source, "validation": validation})
+
+
+def _validate_part(field: str, model: type[BaseModel], raw: Any) -> BaseModel:
+    if raw is None:
+        raise _FieldProblem(f"{field}: missing")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise _FieldProblem("; ".join(_format_errors(field, exc, sep="."))) from None
+
+
+def _validator_options(name: str, raw: Any, base_dir: Path) -> Any:
+    validator_cls = VALIDATORS.get(name)
+    if validator_cls is None:
+        known = ", ".join(VALIDATORS.names())
+        raise _FieldProblem(f"validation.{name}: unknown validator (known: {known})")
+    try:
+        return validator_cls.parse_options(raw, base_dir)
+    except ValidationError as exc:
+        raise _FieldProblem(
+            "; ".join(_format_errors(f"validation.{name}", exc, sep="."))
+        ) from None
+    except (ValueError, OSError) as exc:
+        raise _FieldProblem(f"validation.{name}: {exc}") from None
+
+
+def _format_errors(prefix: str, exc: ValidationError, sep: str = ": ") -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        lines.append(f"{prefix}{sep}{loc}: {error['msg']}" if loc else f"{prefix}: {error['msg']}")
+    return lines
+
+
+def _batch_problems(path: Path, raw: Any, exc: ValidationError) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = list(error["loc"])
+        where = f"{path}"
+        if len(loc) >= 2 and loc[0] == "jobs" and isinstance(loc[1], int):
+            job = raw["jobs"][loc[1]] if isinstance(raw, dict) else None
+            job_id = job.get("job_id") if isinstance(job, dict) else None
+            where += f": job #{loc[1] + 1}" + (f" '{job_id}'" if job_id else "")
+            loc = loc[2:]
+        field = ".".join(str(p) for p in loc)
+        problems.append(f"{where}: {field}: {error['msg']}" if field else f"{where}: {error['msg']}")
+    return problems
+
+
+def _check_jobs(path: Path, batch: BatchFile, registry: Registry | None) -> list[str]:
+    problems, seen = [], set()
+    if not batch.jobs:
+        problems.append(f"{path}: jobs: the batch has no jobs")
+    for job in batch.jobs:
+        if job.job_id in seen:
+            problems.append(f"{path}: job '{job.job_id}': job_id: duplicate job_id")
+        seen.add(job.job_id)
+        if registry is not None and job.service_id not in registry.services:
+            problems.append(
+                f"{path}: job '{job.job_id}': service_id: unknown service '{job.service_id}'"
+                f" (registry has: {', '.join(sorted(registry.services))})"
+            )
+    return problems
+
+
+def _register_secrets(model: Any) -> None:
+    """Walk the parsed config and remember every secret so logs can mask it."""
+    if isinstance(model, SecretStr):
+        register_secret(model.get_secret_value())
+    elif isinstance(model, BaseModel):
+        for name in type(model).model_fields:
+            _register_secrets(getattr(model, name))
+    elif isinstance(model, dict):
+        for value in model.values():
+            _register_secrets(value)
+    elif isinstance(model, list | tuple):
+        for value in model:
+            _register_secrets(value)

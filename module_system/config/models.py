@@ -1,0 +1,100 @@
+"""Typed configuration: the registry (landing + services) and the batch file.
+
+Precedence, lowest first: model defaults < registry file < environment (``${VAR}`` in the
+file, ``MODULE_SYSTEM_*`` variables) < CLI flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Connection(StrictModel):
+    """Where and how to reach an S3 API. Without keys, boto3's own credential chain applies
+    (environment, shared profile, SSO, instance role)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+
+    @field_validator("endpoint_url", "region", "profile", "aws_access_key_id", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `${S3_ENDPOINT_URL:-}` expands to "" when the variable is unset: that means "none".
+        return None if value == "" else value
+
+    @field_validator("aws_secret_access_key", "aws_session_token", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class RetryConfig(StrictModel):
+    """Retries of transient failures: exponential backoff with full jitter."""
+
+    attempts: int = Field(5, ge=1, le=100)
+    backoff: float = Field(0.5, ge=0, description="first delay in seconds")
+    max_backoff: float = Field(30.0, ge=0)
+
+
+class LandingConfig(S3Connection):
+    """The bucket that receives validated and quarantined files."""
+
+    bucket: str = Field(min_length=3)
+    prefix: str = ""
+    multipart_threshold_mb: int = Field(64, ge=5)
+    multipart_chunksize_mb: int = Field(16, ge=5)
+    retry: RetryConfig = RetryConfig()
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_ends_with_slash(cls, value: str) -> str:
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else value + "/"
+
+
+class ServiceConfig(StrictModel):
+    """One configured service. ``source`` holds the source type's own typed model and
+    ``validation`` maps validator names to their typed options, both filled by the loader."""
+
+    type: str
+    source: Any
+    validation: dict[str, Any] = Field(default_factory=dict)
+    concurrency: int = Field(8, ge=1, le=256, description="files moved at once within a job")
+    retry: RetryConfig = RetryConfig()
+    timeout: float | None = Field(None, gt=0, description="job timeout in seconds")
+    description: str = ""
+
+
+class Registry(StrictModel):
+    """The parsed ``project_registry.yaml``."""
+
+    landing: LandingConfig
+    services: dict[str, ServiceConfig]
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+
+class JobSpec(StrictModel):
+    """One entry of a batch file's ``jobs`` list."""
+
+    job_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+    service_id: str = Field(min_length=1)
+
+
+class BatchFile(StrictModel):
+    """The seed's batch format: ``{"description": ..., "jobs": [...]}``."""
+
+    description: str = ""
+    jobs: list[JobSpec]

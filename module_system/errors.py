@@ -1,0 +1,59 @@
+"""Errors raised by Module System.
+
+Every error says whether retrying can help::
+
+    ModuleSystemError
+    ├── ConfigError          terminal: bad registry or batch file (CLI exit status 2)
+    ├── TransientError       worth retrying: connection reset, 5xx, throttling
+    └── TerminalError        retrying will not help: access denied, missing bucket
+        ├── JobCancelled     the batch was interrupted before the job finished
+        └── JobTimeout       the job ran past its deadline
+
+Library errors (botocore, ftplib, httpx, ...) are translated into these in one place
+per protocol, always with ``raise ... from exc`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+
+class ModuleSystemError(Exception):
+    """Base class for every error this package raises on purpose."""
+
+
+class ConfigError(ModuleSystemError):
+    """The registry or batch file is invalid; nothing was run.
+
+    ``problems`` lists one line per problem, each naming the file, the service or job and
+    the field, so a user can fix them all at once.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class TransientError(ModuleSystemError):
+    """A failure that may succeed when tried again (network, 5xx, throttling).
+
+    ``retry_after`` is the server's requested wait in seconds, when it gave one.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TerminalError(ModuleSystemError):
+    """A failure that retrying will not fix (permissions, missing resources, bad input)."""
+
+
+class JobCancelled(TerminalError):
+    """The batch was interrupted (Ctrl-C) before this job finished."""
+
+
+class JobTimeout(TerminalError):
+    """The job ran past its timeout; files not started were left for the next run."""
+
+
+class ItemVanished(TerminalError):
+    """The item was listed but is gone when fetched; it is reported, not a job failure."""

@@ -1,0 +1,61 @@
+"""Where files land: ``{prefix}data/{source}/{service_id}/{area}/{relative key}``.
+
+Relative keys come from remote systems and are not trusted: ``.`` and ``..`` segments
+are escaped and empty segments dropped, so a landing key can never climb out of its
+service's folder, and over-long keys are shortened with a hash so S3 accepts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+MAX_KEY_BYTES = 1024
+QUARANTINE = "quarantine"
+MANIFESTS = "_manifests"
+ERROR_SUFFIX = ".error.json"
+
+
+def safe_relative_key(key: str) -> str:
+    """Normalise a remote path into a relative S3 key that stays below its folder."""
+    segments = []
+    for segment in key.replace("\\", "/").split("/"):
+        if segment in ("", "."):
+            continue
+        segments.append("%2E%2E" if segment == ".." else segment)
+    return "/".join(segments) or "%2F"
+
+
+@dataclass(frozen=True)
+class LandingLayout:
+    """Key layout for one service."""
+
+    prefix: str
+    source_type: str
+    service_id: str
+    area: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}data/{self.source_type}/{self.service_id}/"
+
+    def valid_key(self, relative: str) -> str:
+        return self._fit(self.root + f"{self.area}/", relative)
+
+    def quarantine_key(self, relative: str) -> str:
+        return self._fit(self.root + f"{QUARANTINE}/", relative, reserve=len(ERROR_SUFFIX))
+
+    def manifest_key(self, job_id: str) -> str:
+        return f"{self.root}{MANIFESTS}/{job_id}.json"
+
+    @staticmethod
+    def _fit(folder: str, relative: str, reserve: int = 0) -> str:
+        tail = safe_relative_key(relative)
+        key = folder + tail
+        if len(key.encode()) + reserve <= MAX_KEY_BYTES:
+            return key
+        digest = hashlib.sha256(tail.encode()).hexdigest()[:16]
+        suffix = tail.rsplit(".", 1)[-1][:16] if "." in tail.rsplit("/", 1)[-1] else ""
+        room = MAX_KEY_BYTES - len(folder.encode()) - reserve - len(digest) - len(suffix) - 3
+        head = tail.encode()[: max(room, 0)].decode(errors="ignore")
+        return f"{folder}{head}~{digest}" + (f".{suffix}" if suffix else "")

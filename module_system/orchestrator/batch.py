@@ -1,0 +1,109 @@
+"""Run a batch: submit every job to an executor, wait, and handle interruption.
+
+Ctrl-C stops taking new jobs; running jobs finish the files they have started and end as
+cancelled; jobs never started are recorded as cancelled too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from datetime import UTC, datetime
+
+from module_system.config.models import BatchFile, JobSpec, Registry
+from module_system.orchestrator.executor import JobExecutor, ThreadJobExecutor
+from module_system.orchestrator.stats import BatchStats
+from module_system.pipeline import RunOptions, run_job
+from module_system.results import BatchResult, JobResult, JobStatus
+from module_system.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+
+
+def run_batch(
+    registry: Registry,
+    batch: BatchFile,
+    state: StateStore,
+    *,
+    max_workers: int = 20,
+    options: RunOptions = RunOptions(),
+    stats: BatchStats | None = None,
+    executor: JobExecutor | None = None,
+    cancel: threading.Event | None = None,
+    batch_file: str = "",
+) -> BatchResult:
+    """Run every job of ``batch`` and return their results (jobs never raise)."""
+    run_id = new_run_id()
+    stats = stats or BatchStats()
+    cancel = cancel or threading.Event()
+    executor = executor or ThreadJobExecutor(max_workers)
+    started = datetime.now(UTC)
+    state.start_run(run_id, batch.description, batch_file)
+    log.info("run %s: %d jobs, %d workers", run_id, len(batch.jobs), max_workers)
+    futures: dict[str, Future[JobResult]] = {}
+    for job in batch.jobs:
+        stats.job_submitted()
+        futures[job.job_id] = executor.submit(
+            _run_one, job, registry, state, run_id, options, cancel, stats
+        )
+    interrupted = _wait_for(futures, cancel)
+    executor.shutdown(cancel_pending=True)
+    results = [_result_of(job, futures[job.job_id], state, run_id, stats) for job in batch.jobs]
+    result = BatchResult(run_id, batch.description, results, started, datetime.now(UTC), interrupted)
+    state.finish_run(run_id, "interrupted" if interrupted else _run_status(results))
+    return result
+
+
+def _run_one(
+    job: JobSpec,
+    registry: Registry,
+    state: StateStore,
+    run_id: str,
+    options: RunOptions,
+    cancel: threading.Event,
+    stats: BatchStats,
+) -> JobResult:
+    stats.job_started()
+    result = run_job(job, registry, state, run_id, options, cancel, stats)
+    stats.job_finished(result.status)
+    return result
+
+
+def _wait_for(futures: dict[str, Future[JobResult]], cancel: threading.Event) -> bool:
+    """Wait for every job; on Ctrl-C cancel what has not started and wait for the rest."""
+    pending = set(futures.values())
+    try:
+        while pending:
+            # A timeout keeps the main thread responsive to KeyboardInterrupt.
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        return cancel.is_set()
+    except KeyboardInterrupt:
+        log.warning("interrupted: no new jobs will start; running jobs finish their current files")
+        cancel.set()
+        for future in futures.values():
+            future.cancel()
+        wait([f for f in futures.values() if not f.cancelled()])
+        return True
+
+
+def _result_of(
+    job: JobSpec, future: Future[JobResult], state: StateStore, run_id: str, stats: BatchStats
+) -> JobResult:
+    if not future.cancelled():
+        return future.result()
+    result = JobResult(
+        job.job_id, job.service_id, status=JobStatus.CANCELLED, error="not started: batch interrupted"
+    )
+    stats.job_finished(JobStatus.CANCELLED, started=False)
+    state.save_job(run_id, job.job_id, job.service_id, status=result.status.value, error=result.error)
+    return result
+
+
+def _run_status(results: list[JobResult]) -> str:
+    return "completed" if all(r.status is JobStatus.COMPLETED for r in results) else "failed"

@@ -1,0 +1,16 @@
+"""Source types by name: ``SOURCE_TYPES.get("s3")`` returns the class.
+
+Third-party source types register through the ``module_system.sources`` entry-point group.
+"""
+
+from module_system.plugins import PluginRegistry
+from module_system.sources.base import RemoteItem, Source, SourceContext
+
+SOURCE_TYPES = PluginRegistry(
+    "module_system.sources",
+    {
+        "s3": "module_system.sources.s3:S3Source",
+    },
+)
+
+__all__ = ["SOURCE_TYPES", "RemoteItem", "Source", "SourceContext"]

@@ -1,0 +1,67 @@
+"""Tables of the state store. Changes go through :mod:`module_system.state.migrations`."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "ms_schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+runs = Table(
+    "ms_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("batch_file", Text, nullable=False, default=""),
+    Column("status", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+jobs = Table(
+    "ms_jobs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("job_id", String(200), primary_key=True),
+    Column("service_id", String(200), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("error", Text),
+    Column("counts", JSON),
+    Column("manifest_key", Text),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+# The latest landed state of each item of each service: what makes runs incremental.
+files = Table(
+    "ms_files",
+    metadata,
+    Column("service_id", String(200), primary_key=True),
+    Column("item_key", Text, primary_key=True),
+    Column("source_uri", Text, nullable=False),
+    Column("version", Text),
+    Column("size", BigInteger),
+    Column("sha256", String(64), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("landing_key", Text, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("job_id", String(200), nullable=False),
+    Column("landed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Source-specific progress markers, e.g. an API's incremental cursor.
+cursors = Table(
+    "ms_cursors",
+    metadata,
+    Column("service_id", String(200), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

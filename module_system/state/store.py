@@ -1,0 +1,171 @@
+"""The state store: the only code that reads or writes state.
+
+SQLite by default (a file in the working directory); any SQLAlchemy URL works, and
+PostgreSQL is what several machines share. Written with SQLAlchemy Core, so the same
+statements run on both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from module_system.observability.redaction import mask_url
+from module_system.state import schema
+from module_system.state.migrations import migrate
+
+DEFAULT_STATE_URL = "sqlite:///module_system_state.db"
+STATE_URL_ENV = "MODULE_SYSTEM_STATE_URL"
+
+
+def resolve_state_url(url: str | None) -> str:
+    """CLI flag beats environment beats the SQLite default."""
+    url = url or os.environ.get(STATE_URL_ENV) or DEFAULT_STATE_URL
+    # psycopg (v3) is the driver we install; plain "postgresql://" would ask for psycopg2.
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What was landed for one item of one service."""
+
+    item_key: str
+    source_uri: str
+    version: str | None
+    size: int | None
+    sha256: str
+    verdict: str
+    landing_key: str
+    run_id: str
+    job_id: str
+
+
+class StateStore:
+    """Runs, jobs, landed files and cursors, behind small methods."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = resolve_state_url(url)
+        self.engine = _make_engine(self.url)
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # several workers may start at once
+                conn.execute(text("SELECT pg_advisory_xact_lock(7261501)"))
+            migrate(conn)
+
+    def __repr__(self) -> str:
+        return f"StateStore({mask_url(self.url)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # runs and jobs -------------------------------------------------------------------
+    def start_run(self, run_id: str, description: str, batch_file: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                schema.runs.insert().values(
+                    run_id=run_id,
+                    description=description,
+                    batch_file=batch_file,
+                    status="running",
+                    started_at=_now(),
+                )
+            )
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                schema.runs.update()
+                .where(schema.runs.c.run_id == run_id)
+                .values(status=status, finished_at=_now())
+            )
+
+    def save_job(self, run_id: str, job_id: str, service_id: str, **values: Any) -> None:
+        """Insert or update a job row (status, error, counts, timestamps)."""
+        row = {"run_id": run_id, "job_id": job_id, "service_id": service_id, **values}
+        self._upsert(schema.jobs, row, ["run_id", "job_id"])
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        query = select(schema.runs).order_by(schema.runs.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def jobs(self, run_id: str) -> list[dict[str, Any]]:
+        query = select(schema.jobs).where(schema.jobs.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(schema.jobs.c.job_id))]
+
+    # files ---------------------------------------------------------------------------
+    def landed_files(self, service_id: str) -> dict[str, FileRecord]:
+        """Every item landed for ``service_id``, by item key (one query per job)."""
+        query = select(schema.files).where(schema.files.c.service_id == service_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        fields = FileRecord.__dataclass_fields__
+        return {r["item_key"]: FileRecord(**{k: r[k] for k in fields}) for r in rows}
+
+    def record_file(self, service_id: str, record: FileRecord) -> None:
+        row = {"service_id": service_id, **record.__dict__, "landed_at": _now()}
+        self._upsert(schema.files, row, ["service_id", "item_key"])
+
+    # cursors -------------------------------------------------------------------------
+    def get_cursor(self, service_id: str, name: str) -> str | None:
+        table = schema.cursors
+        query = select(table.c.value).where(table.c.service_id == service_id, table.c.name == name)
+        with self.engine.connect() as conn:
+            return conn.scalar(query)
+
+    def set_cursor(self, service_id: str, name: str, value: str) -> None:
+        row = {"service_id": service_id, "name": name, "value": value, "updated_at": _now()}
+        self._upsert(schema.cursors, row, ["service_id", "name"])
+
+    def cursors_for(self, service_id: str) -> CursorStore:
+        return CursorStore(self, service_id)
+
+    def _upsert(self, table: Any, row: dict[str, Any], keys: list[str]) -> None:
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        stmt = dialect.insert(table).values(**row)
+        updates = {k: v for k, v in row.items() if k not in keys}
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+
+class CursorStore:
+    """One service's cursors: the narrow view of state a source gets."""
+
+    def __init__(self, store: StateStore, service_id: str) -> None:
+        self._store = store
+        self._service_id = service_id
+
+    def get(self, name: str) -> str | None:
+        return self._store.get_cursor(self._service_id, name)
+
+    def set(self, name: str, value: str) -> None:
+        self._store.set_cursor(self._service_id, name, value)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL lets readers (dashboard, history) run while jobs write.
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine

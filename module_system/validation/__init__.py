@@ -1,0 +1,13 @@
+"""Validators by name: the keys of a service's ``validation:`` block."""
+
+from module_system.plugins import PluginRegistry
+from module_system.validation.base import Issue, Validator, Verdict
+
+VALIDATORS = PluginRegistry(
+    "module_system.validators",
+    {
+        "json_schema": "module_system.validation.json_schema:JsonSchemaValidator",
+    },
+)
+
+__all__ = ["VALIDATORS", "Issue", "Validator", "Verdict"]

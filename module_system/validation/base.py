@@ -1,0 +1,100 @@
+"""The validator extension point: a local file in, a verdict out. No protocol knowledge."""
+
+from __future__ import annotations
+
+import gzip
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar, Self
+
+from pydantic import BaseModel
+
+MAX_REPORTED_ERRORS = 100
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in a file. ``location`` is e.g. a JSON path or ``row 3, column 'id'``."""
+
+    message: str
+    location: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"message": self.message, "location": self.location}
+
+
+@dataclass
+class Verdict:
+    """A validator's judgement of one file. ``error_count`` counts issues not listed too."""
+
+    valid: bool
+    validator: str
+    issues: list[Issue] = field(default_factory=list)
+    error_count: int = 0
+    records: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "validator": self.validator,
+            "error_count": self.error_count,
+            "records": self.records,
+            "errors": [issue.as_dict() for issue in self.issues],
+        }
+
+
+class IssueCollector:
+    """Keeps the first ``limit`` issues and counts the rest."""
+
+    def __init__(self, limit: int = MAX_REPORTED_ERRORS) -> None:
+        self.limit = limit
+        self.issues: list[Issue] = []
+        self.count = 0
+
+    def add(self, message: str, location: str = "") -> None:
+        self.count += 1
+        if len(self.issues) < self.limit:
+            self.issues.append(Issue(message, location))
+
+    def verdict(self, validator: str, records: int | None = None) -> Verdict:
+        return Verdict(self.count == 0, validator, self.issues, self.count, records)
+
+
+class Validator(ABC):
+    """Base class of every validator.
+
+    ``name`` is the key under a service's ``validation:`` block; ``suffixes`` are the file
+    name endings it checks (a trailing ``.gz`` is looked through).
+    """
+
+    name: ClassVar[str]
+    suffixes: ClassVar[tuple[str, ...]]
+    options_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    @classmethod
+    def parse_options(cls, raw: Any, base_dir: Path) -> BaseModel:
+        """Turn the registry's raw options into a typed, picklable options model."""
+        return cls.options_model.model_validate(raw)
+
+    @classmethod
+    def from_options(cls, options: Any) -> Self:
+        return cls(options)
+
+    def accepts(self, name: str) -> bool:
+        lowered = name.lower().removesuffix(".gz")
+        return lowered.endswith(self.suffixes)
+
+    @abstractmethod
+    def validate(self, path: Path, name: str) -> Verdict:
+        """Check the file at ``path`` (``name`` is its source key, for its type)."""
+
+
+def open_binary(path: Path, name: str) -> IO[bytes]:
+    """Open a file for reading, decompressing when its name ends in ``.gz``."""
+    if name.lower().endswith(".gz"):
+        return gzip.open(path, "rb")
+    return path.open("rb")

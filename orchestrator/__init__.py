@@ -1,0 +1,1 @@
+"""Seed compatibility: ``python -m orchestrator.cli_init`` from a checkout."""

@@ -1,0 +1,10 @@
+"""The seed's demo entry point: ``python test_system.py`` runs ``module-system demo``."""
+
+from __future__ import annotations
+
+import sys
+
+from module_system.cli import main
+
+if __name__ == "__main__":
+    main(["demo", *sys.argv[1:]], prog_name="python test_system.py")
