@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import boto3
 import botocore.exceptions
@@ -50,7 +51,7 @@ def make_session(conn: S3Connection) -> boto3.session.Session:
     return boto3.session.Session(profile_name=conn.profile, region_name=conn.region)
 
 
-def make_client(conn: S3Connection, retry: RetryConfig, max_pool: int = 32):  # type: ignore[no-untyped-def]
+def make_client(conn: S3Connection, retry: RetryConfig, max_pool: int = 32) -> Any:
     """An S3 client whose own retries (standard mode: backoff with jitter on throttling,
     5xx and connection errors) use the configured attempt count."""
     config = Config(
@@ -104,6 +105,8 @@ def translate_errors(conn: S3Connection, bucket: str, key: str | None = None) ->
     ) as exc:
         raise TransientError(f"{where}: {exc}") from exc
     except botocore.exceptions.NoCredentialsError as exc:
-        raise TerminalError(f"{where}: no AWS credentials found ({credentials_source(conn)})") from exc
+        raise TerminalError(
+            f"{where}: no AWS credentials found ({credentials_source(conn)})"
+        ) from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise TerminalError(f"{where}: {exc}") from exc

@@ -43,16 +43,53 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--batch-file", required=True, type=click.Path(dir_okay=False), help="JSON batch of jobs.")
-@click.option("--registry", type=click.Path(dir_okay=False), help="project_registry.yaml (default: ./project_registry.yaml).")
-@click.option("--max-workers", default=20, show_default=True, type=click.IntRange(1, 512), help="Jobs run at once.")
-@click.option("--monitor-duration", default=30, show_default=True, type=click.IntRange(0), help="Seconds of live display; then a status line every 30 s.")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write the results as JSON here.")
-@click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="SQLAlchemy URL of the state store (default: sqlite:///module_system_state.db).")
-@click.option("--full-refresh", is_flag=True, help="Ignore what earlier runs landed; land everything again.")
+@click.option(
+    "--batch-file", required=True, type=click.Path(dir_okay=False), help="JSON batch of jobs."
+)
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False),
+    help="project_registry.yaml (default: ./project_registry.yaml).",
+)
+@click.option(
+    "--max-workers",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 512),
+    help="Jobs run at once.",
+)
+@click.option(
+    "--monitor-duration",
+    default=30,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Seconds of live display; then a status line every 30 s.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the results as JSON here.",
+)
+@click.option(
+    "--state-url",
+    envvar="MODULE_SYSTEM_STATE_URL",
+    help="SQLAlchemy URL of the state store (default: sqlite:///module_system_state.db).",
+)
+@click.option(
+    "--full-refresh", is_flag=True, help="Ignore what earlier runs landed; land everything again."
+)
 @click.option("--fail-on-invalid", is_flag=True, help="Exit 1 when any file was quarantined.")
-@click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds before a job times out (overrides the service's timeout).")
-@click.option("--log-dir", default=str(DEFAULT_LOG_DIR), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--job-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds before a job times out (overrides the service's timeout).",
+)
+@click.option(
+    "--log-dir",
+    default=str(DEFAULT_LOG_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
 def run(batch_file: str, registry: str | None, max_workers: int, monitor_duration: int,
         report: Path | None, state_url: str | None, full_refresh: bool, fail_on_invalid: bool,
         job_timeout: float | None, log_dir: Path) -> None:  # fmt: skip
@@ -114,14 +151,19 @@ def history(state_url: str | None, limit: int) -> None:
         click.echo(f"{run_row['run_id']}  {run_row['status']:<11} {run_row['description']}")
         for job in store.jobs(run_row["run_id"]):
             counts = job["counts"] or {}
-            click.echo(f"    {job['job_id']:<30} {job['status']:<10} "
-                       f"valid={counts.get('valid', 0)} invalid={counts.get('invalid', 0)} "
-                       f"skipped={counts.get('skipped', 0)} failed={counts.get('failed', 0)}")  # fmt: skip
+            tallies = " ".join(
+                f"{k}={counts.get(k, 0)}" for k in ("valid", "invalid", "skipped", "failed")
+            )
+            click.echo(f"    {job['job_id']:<30} {job['status']:<10} {tallies}")
     store.close()
 
 
 @main.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Keep the demo's files here.")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the demo's files here.",
+)
 def demo(workdir: Path | None) -> None:
     """Start local servers with sample data, run the demo batch and show where files landed."""
     from module_system.demo import run_demo

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from module_system.config.models import JobSpec, Registry, ServiceConfig
 from module_system.errors import (
@@ -30,6 +30,7 @@ from module_system.errors import (
     TerminalError,
     TransientError,
 )
+from module_system.landing.checksums import FileDigest
 from module_system.landing.keys import ERROR_SUFFIX, LandingLayout
 from module_system.landing.manifest import Manifest, ManifestEntry
 from module_system.landing.uploader import S3Lander
@@ -147,9 +148,12 @@ class JobRun:
         )
         known = {} if self.options.full_refresh else self.state.landed_files(self.job.service_id)
         suite = ValidationSuite(self.service.validation)
-        with tempfile.TemporaryDirectory(
-            prefix=f"ms-{self.job.job_id}-", dir=self.options.temp_dir
-        ) as tmp, self.source_cls.from_config(self.service.source, context) as source:
+        with (
+            tempfile.TemporaryDirectory(
+                prefix=f"ms-{self.job.job_id}-", dir=self.options.temp_dir
+            ) as tmp,
+            self.source_cls.from_config(self.service.source, context) as source,
+        ):
             files = _FileLander(self, source, lander, suite, known, Path(tmp))
             files.land_all()
             self._check_outcome()
@@ -241,7 +245,9 @@ class _FileLander:
                 self.job.count(listed=1)
                 self.job.progress.file_listed()
                 context = contextvars.copy_context()
-                pending.add(pool.submit(context.run, self.land_one, item, self._temp_path(number, item)))
+                pending.add(
+                    pool.submit(context.run, self.land_one, item, self._temp_path(number, item))
+                )
                 if len(pending) >= 2 * limit:  # bounded: a huge listing is not queued at once
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
             wait(pending)
@@ -288,23 +294,39 @@ class _FileLander:
     def _land(self, item: RemoteItem, path: Path) -> ManifestEntry:
         prior = self.known.get(item.key)
         if prior and item.version and prior.version == item.version:
-            return self._entry(item, FileOutcome.SKIPPED, sha256=prior.sha256,
-                               landing_key=prior.landing_key, verdict=prior.verdict)
+            return self._entry(
+                item,
+                FileOutcome.SKIPPED,
+                sha256=prior.sha256,
+                landing_key=prior.landing_key,
+                verdict=prior.verdict,
+            )
         self.job.retrier.call(lambda: self._fetch(item, path), f"fetch {item.uri}")
         self.job.count(fetched=1)
         digest = self.lander.digest(path)
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
             self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict, digest.size)
-            return self._entry(item, FileOutcome.SKIPPED, sha256=prior.sha256,
-                               landing_key=prior.landing_key, verdict=prior.verdict)
+            return self._entry(
+                item,
+                FileOutcome.SKIPPED,
+                sha256=prior.sha256,
+                landing_key=prior.landing_key,
+                verdict=prior.verdict,
+            )
         verdict = self.suite.validate(path, item.key)
         key = self._upload(item, path, digest, verdict)
         self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
         outcome = FileOutcome.LANDED if verdict.valid else FileOutcome.QUARANTINED
         log.debug("%s -> %s (%s)", item.uri, key, outcome.value)
-        return self._entry(item, outcome, sha256=digest.sha256_hex, landing_key=key,
-                           verdict=_verdict_word(verdict), error_count=verdict.error_count,
-                           size=digest.size)
+        return self._entry(
+            item,
+            outcome,
+            sha256=digest.sha256_hex,
+            landing_key=key,
+            verdict=_verdict_word(verdict),
+            error_count=verdict.error_count,
+            size=digest.size,
+        )
 
     def _fetch(self, item: RemoteItem, path: Path) -> None:
         self.source.fetch(item, path)
@@ -312,7 +334,7 @@ class _FileLander:
         if item.size is not None and got != item.size:
             raise TransientError(f"{item.uri}: fetched {got} bytes, expected {item.size}")
 
-    def _upload(self, item: RemoteItem, path: Path, digest, verdict: Verdict) -> str:  # type: ignore[no-untyped-def]
+    def _upload(self, item: RemoteItem, path: Path, digest: FileDigest, verdict: Verdict) -> str:
         layout, retrier = self.job.layout, self.job.retrier
         key = layout.valid_key(item.key) if verdict.valid else layout.quarantine_key(item.key)
         metadata = {
@@ -336,11 +358,17 @@ class _FileLander:
         )  # fmt: skip
         self.job.state.record_file(self.job.job.service_id, record)
 
-    def _entry(self, item: RemoteItem, outcome: FileOutcome, **fields) -> ManifestEntry:  # type: ignore[no-untyped-def]
+    def _entry(self, item: RemoteItem, outcome: FileOutcome, **fields: Any) -> ManifestEntry:
         fields.setdefault("size", item.size)
         modified = item.modified.isoformat() if item.modified else None
-        return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
-                             version=item.version, modified=modified, **fields)
+        return ManifestEntry(
+            key=item.key,
+            source_uri=item.uri,
+            outcome=outcome,
+            version=item.version,
+            modified=modified,
+            **fields,
+        )
 
 
 def _verdict_word(verdict: Verdict) -> str:

@@ -39,7 +39,7 @@ class PluginRegistry:
         self._read_entry_points()
         return sorted(set(self._targets) | set(self._loaded))
 
-    def get(self, name: str) -> Any | None:
+    def get(self, name: str) -> Any:
         """The class registered as ``name``, or None when there is none."""
         self._read_entry_points()
         with self._lock:

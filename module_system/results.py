@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     PENDING = "pending"  # queued, not started
     RUNNING = "running"  # a worker is moving its files
     COMPLETED = "completed"  # every listed file landed or was skipped as unchanged
@@ -17,7 +17,7 @@ class JobStatus(str, Enum):
     TIMED_OUT = "timed_out"  # the job ran past its timeout
 
 
-class FileOutcome(str, Enum):
+class FileOutcome(StrEnum):
     LANDED = "landed"  # valid: uploaded to the validated/scraped/responses area
     QUARANTINED = "quarantined"  # invalid: uploaded to quarantine with an .error.json
     SKIPPED = "skipped"  # unchanged since it last landed

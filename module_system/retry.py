@@ -28,7 +28,7 @@ class Retrier:
 
     def delay(self, attempt: int, error: TransientError) -> float:
         if error.retry_after is not None:
-            return min(error.retry_after, max(self.config.max_backoff, error.retry_after))
+            return error.retry_after  # the server knows best when it will take requests again
         ceiling = min(self.config.max_backoff, self.config.backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
@@ -44,7 +44,11 @@ class Retrier:
                     self.retries[type(exc).__name__] += 1
                 log.warning(
                     "%s: attempt %d/%d failed (%s); retrying in %.2fs",
-                    what, attempt, self.config.attempts, exc, wait,
+                    what,
+                    attempt,
+                    self.config.attempts,
+                    exc,
+                    wait,
                 )
                 if self.cancel.wait(wait):
                     raise JobCancelled(f"{what}: cancelled while waiting to retry") from exc

@@ -33,7 +33,9 @@ def load_registry(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     landing = _load_landing(path, raw.get("landing"), env, problems)
     services = _load_services(path, raw.get("services"), env, problems)
     for key in sorted(set(raw) - {"landing", "services"}):
-        problems.append(f"{path}: unknown top-level key '{key}' (expected 'landing' and 'services')")
+        problems.append(
+            f"{path}: unknown top-level key '{key}' (expected 'landing' and 'services')"
+        )
     if problems or landing is None:
         raise ConfigError(problems)
     registry = Registry(landing=landing, services=services, base_dir=path.parent.resolve())
@@ -99,7 +101,9 @@ def _load_services(
         try:
             services[str(service_id)] = _load_service(path.parent, body, env)
         except MissingVariable as exc:
-            problems.append(f"{where}: {exc.where}: environment variable ${{{exc.name}}} is not set")
+            problems.append(
+                f"{where}: {exc.where}: environment variable ${{{exc.name}}} is not set"
+            )
         except ValidationError as exc:
             problems.extend(_format_errors(where, exc))
         except _FieldProblem as exc:
@@ -145,9 +149,7 @@ def _validator_options(name: str, raw: Any, base_dir: Path) -> Any:
     try:
         return validator_cls.parse_options(raw, base_dir)
     except ValidationError as exc:
-        raise _FieldProblem(
-            "; ".join(_format_errors(f"validation.{name}", exc, sep="."))
-        ) from None
+        raise _FieldProblem("; ".join(_format_errors(f"validation.{name}", exc, sep="."))) from None
     except (ValueError, OSError) as exc:
         raise _FieldProblem(f"validation.{name}: {exc}") from None
 
@@ -171,7 +173,9 @@ def _batch_problems(path: Path, raw: Any, exc: ValidationError) -> list[str]:
             where += f": job #{loc[1] + 1}" + (f" '{job_id}'" if job_id else "")
             loc = loc[2:]
         field = ".".join(str(p) for p in loc)
-        problems.append(f"{where}: {field}: {error['msg']}" if field else f"{where}: {error['msg']}")
+        problems.append(
+            f"{where}: {field}: {error['msg']}" if field else f"{where}: {error['msg']}"
+        )
     return problems
 
 

@@ -56,7 +56,7 @@ class LandingConfig(S3Connection):
     prefix: str = ""
     multipart_threshold_mb: int = Field(64, ge=5)
     multipart_chunksize_mb: int = Field(16, ge=5)
-    retry: RetryConfig = RetryConfig()
+    retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @field_validator("prefix")
     @classmethod
@@ -73,7 +73,7 @@ class ServiceConfig(StrictModel):
     source: Any
     validation: dict[str, Any] = Field(default_factory=dict)
     concurrency: int = Field(8, ge=1, le=256, description="files moved at once within a job")
-    retry: RetryConfig = RetryConfig()
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     timeout: float | None = Field(None, gt=0, description="job timeout in seconds")
     description: str = ""
 

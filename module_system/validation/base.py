@@ -6,7 +6,7 @@ import gzip
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Self
+from typing import IO, Any, ClassVar, Self, cast
 
 from pydantic import BaseModel
 
@@ -96,5 +96,5 @@ class Validator(ABC):
 def open_binary(path: Path, name: str) -> IO[bytes]:
     """Open a file for reading, decompressing when its name ends in ``.gz``."""
     if name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb")

@@ -1,0 +1,54 @@
+"""Running S3 → S3 jobs against the test S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from module_system.config import load_batch, load_registry
+from module_system.orchestrator.batch import run_batch
+from module_system.pipeline import RunOptions
+from module_system.results import BatchResult
+from module_system.state import StateStore
+from tests.conftest import write_batch, write_registry
+
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["id", "day"],
+    "properties": {"id": {"type": "integer"}, "day": {"type": "string", "format": "date"}},
+}
+
+
+def s3_service(endpoint: str, bucket: str, **overrides: Any) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "type": "s3",
+        "source": {"bucket": bucket, "prefix": "in/", "endpoint_url": endpoint,
+                   "include": ["*.json", "*.ndjson", "*.jsonl"]},
+        "validation": {"json_schema": SCHEMA},
+        "retry": {"attempts": 4, "backoff": 0.01, "max_backoff": 0.05},
+    }  # fmt: skip
+    service.update(overrides)
+    return service
+
+
+def run_jobs(
+    tmp_path: Path,
+    landing: dict[str, Any],
+    services: dict[str, Any],
+    jobs: list[tuple[str, str]],
+    state_url: str,
+    options: RunOptions | None = None,
+) -> BatchResult:
+    registry = load_registry(write_registry(tmp_path / "registry.yaml", landing, services))
+    batch = load_batch(write_batch(tmp_path / "batch.json", jobs), registry)
+    state = StateStore(state_url)
+    try:
+        return run_batch(registry, batch, state, max_workers=4, options=options or RunOptions())
+    finally:
+        state.close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,115 @@
+"""Executor behaviour: Ctrl-C, job timeouts, exit codes. A local test source stands in for
+a slow remote so the timing is under the test's control; landing is the real S3 server."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+from pydantic import BaseModel
+
+from module_system.demo.servers import MotoServer
+from module_system.pipeline import RunOptions
+from module_system.results import JobStatus
+from module_system.sources import SOURCE_TYPES, RemoteItem, Source, SourceContext
+from tests.s3_helpers import run_jobs
+
+
+class GateConfig(BaseModel):
+    count: int
+    pause: float = 0.0
+
+
+class GateSource(Source):
+    """Offers ``count`` tiny files; fetching waits for ``release`` (or ``pause`` seconds)."""
+
+    type_name = "gate"
+    config_model = GateConfig
+    entered = threading.Event()
+    release = threading.Event()
+
+    def __init__(self, config: GateConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: GateConfig, context: SourceContext) -> Self:
+        return cls(config)
+
+    def list_items(self) -> Iterator[RemoteItem]:
+        for n in range(self.config.count):
+            yield RemoteItem(key=f"{n:03d}.json", uri=f"gate://{n}")
+
+    def fetch(self, item: RemoteItem, dest: Path) -> None:
+        GateSource.entered.set()
+        if self.config.pause:
+            GateSource.release.wait(self.config.pause)
+        else:
+            GateSource.release.wait(30)
+        dest.write_bytes(b"{}")
+
+
+@pytest.fixture(autouse=True)
+def gate_source() -> Iterator[None]:
+    SOURCE_TYPES.register("gate", GateSource)
+    GateSource.entered.clear()
+    GateSource.release.clear()
+    yield
+    GateSource.release.set()
+
+
+def landing(s3_server: MotoServer, bucket: str) -> dict[str, Any]:
+    return {"bucket": bucket, "endpoint_url": s3_server.url}
+
+
+def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
+    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def interrupt_when_busy() -> None:
+        GateSource.entered.wait(30)
+        signal.pthread_kill(main_thread, signal.SIGINT)  # what Ctrl-C does
+        GateSource.release.set()
+
+    threading.Thread(target=interrupt_when_busy, daemon=True).start()
+    services = {"gate": {"type": "gate", "source": {"count": 20}, "concurrency": 2}}
+    jobs = [("j1", "gate"), ("j2", "gate"), ("j3", "gate")]
+    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url)
+    # run_jobs uses 4 workers: all three jobs start, so all end cancelled mid-way
+    assert result.interrupted and result.exit_code() == 1
+    assert [j.status for j in result.jobs] == [JobStatus.CANCELLED] * 3
+    for job in result.jobs:
+        assert job.counts.uploaded < 20  # stopped taking new files
+        assert job.counts.failed == 0  # files already started finished cleanly
+
+
+def test_job_timeout(
+    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    services = {"slow": {"type": "gate", "source": {"count": 200, "pause": 0.05}, "concurrency": 1}}
+    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, [("j", "slow")],
+                      state_url, RunOptions(job_timeout=0.3))  # fmt: skip
+    job = result.jobs[0]
+    assert job.status is JobStatus.TIMED_OUT
+    assert "timed out" in (job.error or "")
+    assert job.counts.uploaded < 200
+    assert result.exit_code() == 1
+
+
+def test_quarantine_is_not_a_failure_unless_asked(
+    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    services = {"g": {"type": "gate", "source": {"count": 2, "pause": 0.001},
+                      "validation": {"json_schema": {"type": "array"}}}}  # fmt: skip
+    result = run_jobs(
+        tmp_path, landing(s3_server, landing_bucket), services, [("j", "g")], state_url
+    )
+    assert result.jobs[0].status is JobStatus.COMPLETED
+    assert result.jobs[0].counts.invalid == 2
+    assert result.exit_code() == 0
+    assert result.exit_code(fail_on_invalid=True) == 1

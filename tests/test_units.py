@@ -1,0 +1,144 @@
+"""Pure logic: landing keys, URL masking, checksums, JSON validation, retries."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+import module_system
+from module_system.config.models import RetryConfig
+from module_system.errors import JobCancelled, TerminalError, TransientError
+from module_system.landing.checksums import digest_file
+from module_system.landing.keys import LandingLayout, safe_relative_key
+from module_system.observability.redaction import mask_url, redact, register_secret
+from module_system.retry import Retrier
+from module_system.validation.json_schema import JsonSchemaValidator
+
+
+def test_public_api_is_exported() -> None:
+    for name in module_system.__all__:
+        assert hasattr(module_system, name), name
+    assert sorted(module_system.__all__) == sorted(set(module_system.__all__))
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("a/b.json", "a/b.json"),
+        ("../../etc/passwd", "%2E%2E/%2E%2E/etc/passwd"),
+        ("/abs//x/./y.json", "abs/x/y.json"),
+        ("win\\path\\f.csv", "win/path/f.csv"),
+        ("", "%2F"),
+        ("naïve name.csv", "naïve name.csv"),
+    ],
+)
+def test_safe_relative_key(key: str, expected: str) -> None:
+    assert safe_relative_key(key) == expected
+
+
+def test_landing_layout_and_long_keys() -> None:
+    layout = LandingLayout("raw/", "s3", "svc", "validated")
+    assert layout.valid_key("a.json") == "raw/data/s3/svc/validated/a.json"
+    assert layout.quarantine_key("a.json") == "raw/data/s3/svc/quarantine/a.json"
+    assert layout.manifest_key("job1") == "raw/data/s3/svc/_manifests/job1.json"
+    long_key = layout.quarantine_key("x" * 2000 + ".json")
+    assert len(long_key.encode()) + len(".error.json") <= 1024 and long_key.endswith(".json")
+    assert layout.quarantine_key("x" * 2000 + ".json") == long_key  # stable
+    assert layout.valid_key("y" * 2000 + ".json") != layout.valid_key("y" * 2001 + ".json")
+
+
+def test_mask_url_and_redact() -> None:
+    assert mask_url("ftp://user:pa55@host/path") == "ftp://user:***@host/path"
+    masked = mask_url("https://api.example.com/v1?station=1&api_key=abc123&token=t0k")
+    assert "abc123" not in masked and "t0k" not in masked and "station=1" in masked
+    register_secret("hunter2-secret")
+    assert redact("password is hunter2-secret!") == "password is ***!"
+
+
+def test_digest_file_matches_s3_composite(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 50_000  # 12.8 MB
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    part = 5 * 1024 * 1024
+    digest = digest_file(path, part)
+    assert digest.sha256_hex == hashlib.sha256(data).hexdigest() and digest.size == len(data)
+    parts = [hashlib.sha256(data[i : i + part]).digest() for i in range(0, len(data), part)]
+    combined = base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
+    assert digest.s3_checksum(multipart=True) == f"{combined}-3"
+    assert (
+        digest.s3_checksum(multipart=False)
+        == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    )
+
+
+def make_validator(schema: dict[str, object]) -> JsonSchemaValidator:
+    return JsonSchemaValidator(JsonSchemaValidator.parse_options(schema, Path(".")))
+
+
+def test_json_validator_draft7_formats_and_gzip(tmp_path: Path) -> None:
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+              "properties": {"when": {"type": "string", "format": "date-time"},
+                             "mail": {"type": "string", "format": "email"}}}  # fmt: skip
+    validator = make_validator(schema)
+    good = tmp_path / "a.json"
+    good.write_text(json.dumps({"when": "2026-11-28T10:00:00Z", "mail": "a@b.org"}))
+    assert validator.validate(good, "a.json").valid
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"when": "yesterday", "mail": "nope"}))
+    verdict = validator.validate(bad, "b.json")
+    assert not verdict.valid and {i.location for i in verdict.issues} == {"$.when", "$.mail"}
+    lines = tmp_path / "c.ndjson.gz"
+    lines.write_bytes(gzip.compress(b'{"when": "2026-01-01T00:00:00Z"}\n\n{"when": 5}\n'))
+    verdict = validator.validate(lines, "c.ndjson.gz")
+    assert verdict.records == 2 and verdict.error_count == 1
+    assert verdict.issues[0].location == "line 3: $.when"
+
+
+def test_json_validator_caps_reported_errors(tmp_path: Path) -> None:
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(json.dumps({"n": "x"}) for _ in range(250)))
+    verdict = make_validator({"properties": {"n": {"type": "integer"}}}).validate(
+        path, "many.jsonl"
+    )
+    assert verdict.error_count == 250 and len(verdict.issues) == 100
+
+
+def test_retrier_retries_transient_then_gives_up() -> None:
+    retrier = Retrier(RetryConfig(attempts=3, backoff=0.001, max_backoff=0.001))
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransientError("boom")
+        return "ok"
+
+    assert retrier.call(flaky, "flaky") == "ok" and retrier.retries["TransientError"] == 2
+    with pytest.raises(TransientError):
+        retrier.call(lambda: (_ for _ in ()).throw(TransientError("always")), "always")
+    calls.clear()
+
+    def terminal() -> None:
+        calls.append(1)
+        raise TerminalError("denied")
+
+    with pytest.raises(TerminalError):
+        retrier.call(terminal, "terminal")
+    assert len(calls) == 1
+
+
+def test_retrier_honours_retry_after_and_cancel() -> None:
+    retrier = Retrier(RetryConfig(attempts=5, backoff=0.001, max_backoff=0.01))
+    assert retrier.delay(1, TransientError("429", retry_after=7)) == 7
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(JobCancelled):
+        Retrier(RetryConfig(attempts=3), cancel).call(
+            lambda: (_ for _ in ()).throw(TransientError("x")), "cancelled"
+        )
