@@ -64,6 +64,12 @@ class S3Lander:
             "ContentType": mimetypes.guess_type(key)[0] or "application/octet-stream",
         }
         bucket = self.landing.bucket
+        if not multipart:
+            # One PUT; its response carries the checksum S3 stored, so no HEAD is needed.
+            with translate_errors(self.landing, bucket, key), path.open("rb") as body:
+                response = self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+            self._compare(key, response.get("ChecksumSHA256"), digest.sha256_b64)
+            return UploadResult(key, digest.size, digest.sha256_hex)
         with translate_errors(self.landing, bucket, key):
             try:
                 self.client.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=config)
@@ -90,16 +96,23 @@ class S3Lander:
         bucket = self.landing.bucket
         with translate_errors(self.landing, bucket, key):
             head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        stored = head.get("ChecksumSHA256")
+        if head.get("ContentLength") != size:
+            raise TransientError(
+                f"s3://{bucket}/{key}: stored {head.get('ContentLength')} bytes, sent {size}; "
+                "will re-upload"
+            )
+        self._compare(key, head.get("ChecksumSHA256"), expected)
+
+    def _compare(self, key: str, stored: str | None, expected: str) -> None:
+        where = f"s3://{self.landing.bucket}/{key}"
         if stored is None:
             raise TerminalError(
-                f"s3://{bucket}/{key}: the server stored no SHA-256 checksum; "
-                "cannot prove the upload is intact"
+                f"{where}: the server reported no SHA-256 checksum; cannot prove the upload is intact"
             )
-        if not _same_checksum(stored, expected) or head.get("ContentLength") != size:
+        if not _same_checksum(stored, expected):
             raise TransientError(
-                f"s3://{bucket}/{key}: checksum mismatch after upload "
-                f"(stored {stored}, expected {expected}); will re-upload"
+                f"{where}: checksum mismatch after upload (stored {stored}, expected {expected}); "
+                "will re-upload"
             )
 
 

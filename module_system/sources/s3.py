@@ -18,8 +18,6 @@ from module_system.errors import TransientError
 from module_system.sources.base import RemoteItem, Source, SourceContext
 
 CHUNK = 1024 * 1024
-# Below this size one GET streamed to disk is cheapest; above it, ranged parallel GETs.
-RANGED_DOWNLOAD_THRESHOLD = 64 * CHUNK
 
 
 class S3SourceConfig(S3Connection):
@@ -27,6 +25,10 @@ class S3SourceConfig(S3Connection):
     prefix: str = ""
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
+    # Objects at least this big are fetched as parallel ranged GETs. Off by default: one
+    # streamed GET (what rclone does between buckets) is fastest on most S3-compatible
+    # servers; on AWS itself ranged GETs of very large objects can be faster.
+    ranged_download_threshold_mb: int | None = Field(None, ge=8)
 
 
 class S3Source(Source):
@@ -40,8 +42,12 @@ class S3Source(Source):
     def __init__(self, config: S3SourceConfig, client: Any) -> None:
         self.config = config
         self.client = client
+        self._ranged_threshold = (config.ranged_download_threshold_mb or 0) * CHUNK or None
         self._transfer = TransferConfig(
-            multipart_threshold=RANGED_DOWNLOAD_THRESHOLD, max_concurrency=4, use_threads=True
+            multipart_threshold=self._ranged_threshold or 8 * CHUNK,
+            multipart_chunksize=8 * CHUNK,
+            max_concurrency=4,
+            use_threads=True,
         )
 
     @classmethod
@@ -82,7 +88,8 @@ class S3Source(Source):
         key = item.extra["s3_key"]
         with translate_errors(self.config, self.config.bucket, key):
             try:
-                if item.size is not None and item.size > RANGED_DOWNLOAD_THRESHOLD:
+                threshold = self._ranged_threshold
+                if threshold and item.size is not None and item.size >= threshold:
                     self.client.download_file(
                         self.config.bucket, key, str(dest), Config=self._transfer
                     )
@@ -90,7 +97,10 @@ class S3Source(Source):
                 response = self.client.get_object(Bucket=self.config.bucket, Key=key)
                 with dest.open("wb") as out:
                     shutil.copyfileobj(response["Body"], out, CHUNK)
-            except (boto3.exceptions.RetriesExceededError, boto3.exceptions.S3TransferFailedError) as exc:
+            except (
+                boto3.exceptions.RetriesExceededError,
+                boto3.exceptions.S3TransferFailedError,
+            ) as exc:
                 raise TransientError(f"s3://{self.config.bucket}/{key}: {exc}") from exc
 
     def close(self) -> None:

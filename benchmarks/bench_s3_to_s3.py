@@ -1,0 +1,196 @@
+"""S3 → S3 benchmark on local servers: Module System against `rclone copy`.
+
+Lands N small JSON files (default 1,000) and one large NDJSON file (default 1 GB) from a
+source bucket to a landing bucket on a local S3 API server (moto), with JSON Schema
+validation on, and prints files/s, MB/s, client CPU ms per file and peak RSS. Where
+`rclone` is installed it copies the same data between the same servers and the ratio of
+wall times is printed.
+
+    .venv/bin/python benchmarks/bench_s3_to_s3.py [--files 1000] [--large-mb 1024]
+
+Each side runs as a child process so its CPU time and peak RSS are its own (os.wait4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer  # noqa: E402
+
+SCHEMA = {
+    "type": "object",
+    "required": ["id", "day", "amount"],
+    "properties": {
+        "id": {"type": "integer"},
+        "day": {"type": "string", "format": "date"},
+        "amount": {"type": "number", "minimum": 0},
+        "memo": {"type": "string"},
+    },
+}
+
+
+@dataclass
+class Measure:
+    wall: float
+    cpu: float
+    max_rss_mb: float
+
+
+def run_child(command: list[str], env: dict[str, str]) -> Measure:
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        err = process.stderr.read().decode() if process.stderr else ""
+        raise SystemExit(f"{command[0]} failed: {err[-2000:]}")
+    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def seed(s3, bucket: str, files: int, large_mb: int, tmp: Path) -> int:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket=bucket)
+    record = {"id": 1, "day": "2026-11-28", "amount": 12.5, "memo": "x" * 60}
+    small = json.dumps(record).encode()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        list(
+            pool.map(
+                lambda n: s3.put_object(Bucket=bucket, Key=f"small/{n:05d}.json", Body=small),
+                range(files),
+            )
+        )
+    total = files * len(small)
+    if large_mb:
+        big = tmp / "large.ndjson"
+        line = (json.dumps(record) + "\n").encode()
+        with big.open("wb") as fh:
+            chunk = line * (1024 * 1024 // len(line))
+            while fh.tell() < large_mb * 1024 * 1024:
+                fh.write(chunk)
+        s3.upload_file(
+            str(big),
+            bucket,
+            "large/large.ndjson",
+            Config=TransferConfig(multipart_chunksize=64 * 1024 * 1024),
+        )
+        total += big.stat().st_size
+        big.unlink()
+    return total
+
+
+def ours(
+    server: MotoServer, prefix: str, dest_bucket: str, tmp: Path, env: dict[str, str]
+) -> Measure:
+    import yaml
+
+    schema = tmp / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    registry = {
+        "landing": {"bucket": dest_bucket, "endpoint_url": server.url},
+        "services": {"bench": {
+            "type": "s3",
+            "source": {"bucket": "bench-src", "prefix": prefix, "endpoint_url": server.url,
+                       "include": ["*.json", "*.ndjson"]},
+            "validation": {"json_schema": "schema.json"},
+            "concurrency": 16,
+        }},
+    }  # fmt: skip
+    (tmp / "registry.yaml").write_text(yaml.safe_dump(registry))
+    (tmp / "jobs.json").write_text(
+        json.dumps({"jobs": [{"job_id": "bench", "service_id": "bench"}]})
+    )
+    state = tmp / f"state-{prefix.strip('/')}.db"
+    command = [sys.executable, "-m", "module_system", "run", "--batch-file", str(tmp / "jobs.json"),
+               "--registry", str(tmp / "registry.yaml"), "--state-url", f"sqlite:///{state}",
+               "--monitor-duration", "0", "--log-dir", str(tmp / "logs")]  # fmt: skip
+    return run_child(command, env)
+
+
+def rclone(
+    server: MotoServer, prefix: str, dest_bucket: str, env: dict[str, str]
+) -> Measure | None:
+    binary = shutil.which("rclone")
+    if not binary:
+        return None
+    remote = (f":s3,provider=Other,endpoint='{server.url}',"
+              f"access_key_id={DEMO_CREDENTIALS['AWS_ACCESS_KEY_ID']},"
+              f"secret_access_key={DEMO_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}:")  # fmt: skip
+    # --disable copy: no server-side copy, so rclone moves the bytes through the client as we do.
+    command = [binary, "copy", f"{remote}bench-src/{prefix}", f"{remote}{dest_bucket}/rclone/{prefix}",
+               "--transfers", "16", "--checkers", "16", "--disable", "Copy", "--config", "/dev/null"]  # fmt: skip
+    # rclone's S3 client rejects a custom CA bundle on plain-HTTP endpoints; none is needed.
+    env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
+    return run_child(command, env)
+
+
+def report(name: str, files: int, nbytes: int, ours_m: Measure, rclone_m: Measure | None) -> None:
+    mb = nbytes / 1024 / 1024
+    print(f"\n== {name}: {files} file(s), {mb:.1f} MB")
+    print(f"module-system: {ours_m.wall:7.2f} s  {files / ours_m.wall:8.1f} files/s  "
+          f"{mb / ours_m.wall:7.1f} MB/s  CPU {1000 * ours_m.cpu / files:8.2f} ms/file  "
+          f"peak RSS {ours_m.max_rss_mb:6.0f} MB")  # fmt: skip
+    if rclone_m:
+        print(f"rclone copy:   {rclone_m.wall:7.2f} s  {files / rclone_m.wall:8.1f} files/s  "
+              f"{mb / rclone_m.wall:7.1f} MB/s  CPU {1000 * rclone_m.cpu / files:8.2f} ms/file  "
+              f"peak RSS {rclone_m.max_rss_mb:6.0f} MB")  # fmt: skip
+        print(f"ratio (ours / rclone wall time): {ours_m.wall / rclone_m.wall:.2f}")
+    else:
+        print("rclone not installed: no comparison (apt-get install rclone)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--large-mb", type=int, default=1024)
+    args = parser.parse_args()
+    env = {**os.environ, **DEMO_CREDENTIALS, "LOG_LEVEL": "WARNING"}
+    os.environ.update(DEMO_CREDENTIALS)
+    with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp_name, MotoServer() as server:
+        tmp = Path(tmp_name)
+        s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1")
+        print(f"seeding {args.files} small files and {args.large_mb} MB on {server.url} ...")
+        seed(s3, "bench-src", args.files, 0, tmp)
+        for bucket in ("bench-ours", "bench-rclone"):
+            s3.create_bucket(Bucket=bucket)
+        small_bytes = sum(
+            o["Size"]
+            for o in s3.list_objects_v2(Bucket="bench-src", Prefix="small/").get("Contents", [])
+        )
+        small_bytes = small_bytes * args.files // max(1, min(args.files, 1000))
+        report("small JSON files", args.files, small_bytes,
+               ours(server, "small/", "bench-ours", tmp, env), rclone(server, "small/", "bench-rclone", env))  # fmt: skip
+        if args.large_mb:
+            seed_large(s3, args.large_mb, tmp)
+            report("one large NDJSON file", 1, args.large_mb * 1024 * 1024,
+                   ours(server, "large/", "bench-ours", tmp, env), rclone(server, "large/", "bench-rclone", env))  # fmt: skip
+
+
+def seed_large(s3, large_mb: int, tmp: Path) -> None:  # type: ignore[no-untyped-def]
+    record = {"id": 1, "day": "2026-11-28", "amount": 12.5, "memo": "x" * 60}
+    line = (json.dumps(record) + "\n").encode()
+    big = tmp / "large.ndjson"
+    with big.open("wb") as fh:
+        chunk = line * (1024 * 1024 // len(line))
+        while fh.tell() < large_mb * 1024 * 1024:
+            fh.write(chunk)
+    s3.upload_file(str(big), "bench-src", "large/large.ndjson",
+                   Config=TransferConfig(multipart_chunksize=64 * 1024 * 1024))  # fmt: skip
+    big.unlink()
+
+
+if __name__ == "__main__":
+    main()
