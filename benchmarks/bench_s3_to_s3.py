@@ -21,14 +21,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer  # noqa: E402
+from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer
 
 SCHEMA = {
     "type": "object",
@@ -60,36 +62,32 @@ def run_child(command: list[str], env: dict[str, str]) -> Measure:
     return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def seed(s3, bucket: str, files: int, large_mb: int, tmp: Path) -> int:  # type: ignore[no-untyped-def]
-    s3.create_bucket(Bucket=bucket)
-    record = {"id": 1, "day": "2026-11-28", "amount": 12.5, "memo": "x" * 60}
-    small = json.dumps(record).encode()
-    from concurrent.futures import ThreadPoolExecutor
+RECORD = {"id": 1, "day": "2026-11-28", "amount": 12.5, "memo": "x" * 60}
+
+
+def seed_small(s3: Any, files: int) -> int:
+    body = json.dumps(RECORD).encode()
+
+    def put(n: int) -> None:
+        s3.put_object(Bucket="bench-src", Key=f"small/{n:05d}.json", Body=body)
 
     with ThreadPoolExecutor(16) as pool:
-        list(
-            pool.map(
-                lambda n: s3.put_object(Bucket=bucket, Key=f"small/{n:05d}.json", Body=small),
-                range(files),
-            )
-        )
-    total = files * len(small)
-    if large_mb:
-        big = tmp / "large.ndjson"
-        line = (json.dumps(record) + "\n").encode()
-        with big.open("wb") as fh:
-            chunk = line * (1024 * 1024 // len(line))
-            while fh.tell() < large_mb * 1024 * 1024:
-                fh.write(chunk)
-        s3.upload_file(
-            str(big),
-            bucket,
-            "large/large.ndjson",
-            Config=TransferConfig(multipart_chunksize=64 * 1024 * 1024),
-        )
-        total += big.stat().st_size
-        big.unlink()
-    return total
+        list(pool.map(put, range(files)))
+    return files * len(body)
+
+
+def seed_large(s3: Any, large_mb: int, tmp: Path) -> int:
+    line = (json.dumps(RECORD) + "\n").encode()
+    big = tmp / "large.ndjson"
+    with big.open("wb") as fh:
+        chunk = line * (1024 * 1024 // len(line))
+        while fh.tell() < large_mb * 1024 * 1024:
+            fh.write(chunk)
+    size = big.stat().st_size
+    config = TransferConfig(multipart_chunksize=64 * 1024 * 1024)
+    s3.upload_file(str(big), "bench-src", "large/large.ndjson", Config=config)
+    big.unlink()
+    return size
 
 
 def ours(
@@ -129,9 +127,10 @@ def rclone(
     remote = (f":s3,provider=Other,endpoint='{server.url}',"
               f"access_key_id={DEMO_CREDENTIALS['AWS_ACCESS_KEY_ID']},"
               f"secret_access_key={DEMO_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}:")  # fmt: skip
-    # --disable copy: no server-side copy, so rclone moves the bytes through the client as we do.
-    command = [binary, "copy", f"{remote}bench-src/{prefix}", f"{remote}{dest_bucket}/rclone/{prefix}",
-               "--transfers", "16", "--checkers", "16", "--disable", "Copy", "--config", "/dev/null"]  # fmt: skip
+    # --disable Copy: no server-side copy, so rclone moves the bytes through the client as we do.
+    source, target = f"{remote}bench-src/{prefix}", f"{remote}{dest_bucket}/rclone/{prefix}"
+    command = [binary, "copy", source, target, "--transfers", "16", "--checkers", "16",
+               "--disable", "Copy", "--config", "/dev/null"]  # fmt: skip
     # rclone's S3 client rejects a custom CA bundle on plain-HTTP endpoints; none is needed.
     env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
     return run_child(command, env)
@@ -162,34 +161,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp_name, MotoServer() as server:
         tmp = Path(tmp_name)
         s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1")
-        print(f"seeding {args.files} small files and {args.large_mb} MB on {server.url} ...")
-        seed(s3, "bench-src", args.files, 0, tmp)
-        for bucket in ("bench-ours", "bench-rclone"):
+        for bucket in ("bench-src", "bench-ours", "bench-rclone"):
             s3.create_bucket(Bucket=bucket)
-        small_bytes = sum(
-            o["Size"]
-            for o in s3.list_objects_v2(Bucket="bench-src", Prefix="small/").get("Contents", [])
-        )
-        small_bytes = small_bytes * args.files // max(1, min(args.files, 1000))
-        report("small JSON files", args.files, small_bytes,
-               ours(server, "small/", "bench-ours", tmp, env), rclone(server, "small/", "bench-rclone", env))  # fmt: skip
+        print(f"seeding {args.files} small files on {server.url} ...")
+        nbytes = seed_small(s3, args.files)
+        mine = ours(server, "small/", "bench-ours", tmp, env)
+        theirs = rclone(server, "small/", "bench-rclone", env)
+        report("small JSON files", args.files, nbytes, mine, theirs)
         if args.large_mb:
-            seed_large(s3, args.large_mb, tmp)
-            report("one large NDJSON file", 1, args.large_mb * 1024 * 1024,
-                   ours(server, "large/", "bench-ours", tmp, env), rclone(server, "large/", "bench-rclone", env))  # fmt: skip
-
-
-def seed_large(s3, large_mb: int, tmp: Path) -> None:  # type: ignore[no-untyped-def]
-    record = {"id": 1, "day": "2026-11-28", "amount": 12.5, "memo": "x" * 60}
-    line = (json.dumps(record) + "\n").encode()
-    big = tmp / "large.ndjson"
-    with big.open("wb") as fh:
-        chunk = line * (1024 * 1024 // len(line))
-        while fh.tell() < large_mb * 1024 * 1024:
-            fh.write(chunk)
-    s3.upload_file(str(big), "bench-src", "large/large.ndjson",
-                   Config=TransferConfig(multipart_chunksize=64 * 1024 * 1024))  # fmt: skip
-    big.unlink()
+            print(f"seeding one {args.large_mb} MB NDJSON file ...")
+            nbytes = seed_large(s3, args.large_mb, tmp)
+            mine = ours(server, "large/", "bench-ours", tmp, env)
+            theirs = rclone(server, "large/", "bench-rclone", env)
+            report("one large NDJSON file", 1, nbytes, mine, theirs)
 
 
 if __name__ == "__main__":
