@@ -33,7 +33,9 @@ def find_registry(path: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
-def check(registry_path: str | os.PathLike[str] | None, batch_path: str | os.PathLike[str] | None = None) -> tuple[Registry, BatchFile | None]:
+def check(
+    registry_path: str | os.PathLike[str] | None, batch_path: str | os.PathLike[str] | None = None
+) -> tuple[Registry, BatchFile | None]:
     """Load and check the registry and (optionally) a batch file; raise ConfigError."""
     registry = load_registry(find_registry(registry_path))
     batch = load_batch(batch_path, registry) if batch_path else None

@@ -44,6 +44,7 @@ from module_system.validation.base import Verdict
 from module_system.validation.suite import ValidationSuite
 
 log = logging.getLogger(__name__)
+PARALLEL_CHECK_BYTES = 16 * 1024 * 1024
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}$")
 
 
@@ -145,6 +146,7 @@ class JobRun:
             logger=logging.getLogger(f"module_system.sources.{self.source_cls.type_name}"),
             cancel=self.cancel,
             full_refresh=self.options.full_refresh,
+            extract=self.service.extract,
         )
         known = {} if self.options.full_refresh else self.state.landed_files(self.job.service_id)
         suite = ValidationSuite(self.service.validation)
@@ -292,6 +294,8 @@ class _FileLander:
         self.job.progress.file_finished(outcome, nbytes)
 
     def _land(self, item: RemoteItem, path: Path) -> ManifestEntry:
+        if item.extra.get("skip_reason"):  # seen, not for landing (a crawl's non-HTML response)
+            return self._entry(item, FileOutcome.SKIPPED)
         prior = self.known.get(item.key)
         if prior and item.version and prior.version == item.version:
             return self._entry(
@@ -303,7 +307,7 @@ class _FileLander:
             )
         self.job.retrier.call(lambda: self._fetch(item, path), f"fetch {item.uri}")
         self.job.count(fetched=1)
-        digest = self.lander.digest(path)
+        digest, verdict = self._digest_and_validate(item, path, prior)
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
             self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict, digest.size)
             return self._entry(
@@ -313,7 +317,7 @@ class _FileLander:
                 landing_key=prior.landing_key,
                 verdict=prior.verdict,
             )
-        verdict = self.suite.validate(path, item.key)
+        verdict = verdict or self.suite.validate(path, item.key)
         key = self._upload(item, path, digest, verdict)
         self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
         outcome = FileOutcome.LANDED if verdict.valid else FileOutcome.QUARANTINED
@@ -327,6 +331,18 @@ class _FileLander:
             error_count=verdict.error_count,
             size=digest.size,
         )
+
+    def _digest_and_validate(
+        self, item: RemoteItem, path: Path, prior: FileRecord | None
+    ) -> tuple[FileDigest, Verdict | None]:
+        """Hash first, so unchanged content skips validation; but for a big new file hash
+        and validate at once (hashlib releases the GIL, so both cores work)."""
+        if prior is not None or path.stat().st_size < PARALLEL_CHECK_BYTES:
+            return self.lander.digest(path), None
+        with ThreadPoolExecutor(1, thread_name_prefix="digest") as side:
+            digest = side.submit(self.lander.digest, path)
+            verdict = self.suite.validate(path, item.key)
+            return digest.result(), verdict
 
     def _fetch(self, item: RemoteItem, path: Path) -> None:
         self.source.fetch(item, path)
@@ -360,6 +376,7 @@ class _FileLander:
 
     def _entry(self, item: RemoteItem, outcome: FileOutcome, **fields: Any) -> ManifestEntry:
         fields.setdefault("size", item.size)
+        fields.setdefault("details", item.extra.get("details"))
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(
             key=item.key,

@@ -129,6 +129,7 @@ def _load_service(base_dir: Path, body: Any, env: Mapping[str, str]) -> ServiceC
         name: _validator_options(name, options, base_dir)
         for name, options in service.validation.items()
     }
+    validation = source_cls.adapt_validation(source, validation)
     return service.model_copy(update={"source": source, "validation": validation})
 
 

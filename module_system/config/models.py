@@ -65,6 +65,14 @@ class LandingConfig(S3Connection):
         return value if not value or value.endswith("/") else value + "/"
 
 
+class ExtractConfig(StrictModel):
+    """``extract: {records: "article", fields: {title: "h1::text"}}``: one record per match
+    of the ``records`` CSS selector; a field is ``css``, ``css::text`` or ``css::attr(name)``."""
+
+    records: str = Field(min_length=1)
+    fields: dict[str, str] = Field(min_length=1)
+
+
 class ServiceConfig(StrictModel):
     """One configured service. ``source`` holds the source type's own typed model and
     ``validation`` maps validator names to their typed options, both filled by the loader."""
@@ -76,6 +84,7 @@ class ServiceConfig(StrictModel):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeout: float | None = Field(None, gt=0, description="job timeout in seconds")
     description: str = ""
+    extract: ExtractConfig | None = None  # structured records from pages (web sources)
 
 
 class Registry(StrictModel):

@@ -22,6 +22,8 @@ from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer
 CHECKOUT = Path(__file__).resolve().parents[2]
 DEMO_PARTS = [
     "module_system.demo.s3_data:S3DemoData",
+    "module_system.demo.web_data:WebDemoData",
+    "module_system.demo.api_data:ApiDemoData",
 ]
 LANDING_BUCKET = "module-system-landing"
 
@@ -36,7 +38,9 @@ def run_demo(workdir: Path | None = None) -> int:
     console = Console()
     registry, batch = CHECKOUT / "project_registry.yaml", CHECKOUT / "demo_batch_jobs.json"
     if not registry.exists():
-        console.print("The demo runs from a checkout of Module System (project_registry.yaml not found).")
+        console.print(
+            "The demo runs from a checkout of Module System (project_registry.yaml not found)."
+        )
         return 2
     workdir = workdir or Path(tempfile.mkdtemp(prefix="module-system-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +62,9 @@ def run_demo(workdir: Path | None = None) -> int:
     return status
 
 
-def _run_batch(console: Console, registry: Path, batch: Path, workdir: Path, env: dict[str, str]) -> int:
+def _run_batch(
+    console: Console, registry: Path, batch: Path, workdir: Path, env: dict[str, str]
+) -> int:
     command = [
         sys.executable, "-m", "module_system", "run",
         "--batch-file", str(batch), "--registry", str(registry),

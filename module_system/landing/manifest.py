@@ -23,6 +23,7 @@ class ManifestEntry:
     error_count: int = 0
     landing_key: str | None = None
     error: str | None = None
+    details: dict[str, Any] | None = None  # source facts, e.g. an API page's HTTP status
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -55,7 +55,9 @@ def run_batch(
     interrupted = _wait_for(futures, cancel)
     executor.shutdown(cancel_pending=True)
     results = [_result_of(job, futures[job.job_id], state, run_id, stats) for job in batch.jobs]
-    result = BatchResult(run_id, batch.description, results, started, datetime.now(UTC), interrupted)
+    result = BatchResult(
+        run_id, batch.description, results, started, datetime.now(UTC), interrupted
+    )
     state.finish_run(run_id, "interrupted" if interrupted else _run_status(results))
     return result
 
@@ -98,10 +100,15 @@ def _result_of(
     if not future.cancelled():
         return future.result()
     result = JobResult(
-        job.job_id, job.service_id, status=JobStatus.CANCELLED, error="not started: batch interrupted"
+        job.job_id,
+        job.service_id,
+        status=JobStatus.CANCELLED,
+        error="not started: batch interrupted",
     )
     stats.job_finished(JobStatus.CANCELLED, started=False)
-    state.save_job(run_id, job.job_id, job.service_id, status=result.status.value, error=result.error)
+    state.save_job(
+        run_id, job.job_id, job.service_id, status=result.status.value, error=result.error
+    )
     return result
 
 

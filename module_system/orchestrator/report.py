@@ -24,7 +24,10 @@ def summary_table(result: BatchResult) -> Table:
     table = Table(title=f"Run {result.run_id}", title_justify="left")
     for column in ("job", "service", "status", "listed", "valid", "quarantined",
                    "unchanged", "failed", "bytes", "seconds", "error"):  # fmt: skip
-        table.add_column(column, justify="right" if column not in ("job", "service", "status", "error") else "left")
+        table.add_column(
+            column,
+            justify="right" if column not in ("job", "service", "status", "error") else "left",
+        )
     for job in result.jobs:
         c = job.counts
         style = STATUS_STYLE.get(job.status, "")

@@ -46,7 +46,9 @@ class BatchStats:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._jobs = dict.fromkeys(("submitted", "running", "completed", "failed", "cancelled"), 0)
-        self._files = dict.fromkeys(("listed", "done", "landed", "quarantined", "skipped", "failed"), 0)
+        self._files = dict.fromkeys(
+            ("listed", "done", "landed", "quarantined", "skipped", "failed"), 0
+        )
         self._bytes = 0
 
     def job_submitted(self) -> None:

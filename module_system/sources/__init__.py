@@ -10,6 +10,10 @@ SOURCE_TYPES = PluginRegistry(
     "module_system.sources",
     {
         "s3": "module_system.sources.s3:S3Source",
+        "web": "module_system.sources.web:WebSource",
+        "api": "module_system.sources.api:ApiSource",
+        "ftp": "module_system.sources.ftp:FtpSource",
+        "sftp": "module_system.sources.sftp:SftpSource",
     },
 )
 

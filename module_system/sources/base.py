@@ -20,7 +20,7 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     import logging
 
-    from module_system.config.models import RetryConfig
+    from module_system.config.models import ExtractConfig, RetryConfig
     from module_system.state.store import CursorStore
 
 
@@ -54,6 +54,7 @@ class SourceContext:
     logger: logging.Logger | logging.LoggerAdapter[Any]
     cancel: threading.Event = field(default_factory=threading.Event)
     full_refresh: bool = False
+    extract: ExtractConfig | None = None  # the service's ``extract:`` block, if any
 
 
 class Source(ABC):
@@ -83,6 +84,12 @@ class Source(ABC):
         Raise :class:`~module_system.errors.TransientError` for failures worth retrying and
         :class:`~module_system.errors.ItemVanished` when the item is gone.
         """
+
+    @classmethod
+    def adapt_validation(cls, config: Any, validation: dict[str, Any]) -> dict[str, Any]:
+        """Adjust the service's parsed validator options to what this source lands (the API
+        source tells the JSON Schema validator where records sit). Default: unchanged."""
+        return validation
 
     def module_name(self) -> str:
         """Name used in the per-job log file, as in the seed (``s3_module``)."""

@@ -7,6 +7,8 @@ VALIDATORS = PluginRegistry(
     "module_system.validators",
     {
         "json_schema": "module_system.validation.json_schema:JsonSchemaValidator",
+        "csv": "module_system.validation.csv:CsvValidator",
+        "html": "module_system.validation.html:HtmlValidator",
     },
 )
 

@@ -4,6 +4,13 @@ Uses jsonschema-rs (Rust) with format checks on: it validates tens of times fast
 the pure-Python ``jsonschema`` package, which matters for NDJSON files of millions of
 records. NDJSON (``.ndjson``, ``.jsonl``) is streamed line by line, so memory stays flat;
 a ``.json`` document is parsed whole (with orjson), so very large data should be NDJSON.
+
+With ``records_path`` the schema describes one record, not the document: it is applied to
+each element of the list found at that dotted path (``$`` = the document itself), and every
+error's location names the record, e.g. ``$.data.items[3].temperature``. A document that is
+not JSON, or has no list at ``records_path``, is invalid with that reason. This is how API
+responses are checked: the API source fills ``records_path`` in from its own ``source:``
+block (see :meth:`ApiSource.adapt_validation`), so the path is written once in the registry.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import jsonschema_rs
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from module_system import json_path
 from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
 
 LINE_DELIMITED = (".ndjson", ".jsonl")
@@ -26,10 +34,13 @@ class JsonSchemaOptions(BaseModel):
 
     schema_: dict[str, Any] = Field(alias="schema")
     source: str = "inline"
+    records_path: str | None = None  # None: the schema applies to the whole document
 
 
 class JsonSchemaValidator(Validator):
-    """``validation: {json_schema: path/to/schema.json}`` or an inline mapping."""
+    """``validation: {json_schema: path/to/schema.json}`` or an inline mapping, or
+    ``{json_schema: {schema: path-or-mapping, records_path: data.items}}`` to check each
+    record of a document."""
 
     name = "json_schema"
     suffixes: ClassVar[tuple[str, ...]] = (".json", *LINE_DELIMITED)
@@ -41,6 +52,12 @@ class JsonSchemaValidator(Validator):
 
     @classmethod
     def parse_options(cls, raw: Any, base_dir: Path) -> JsonSchemaOptions:
+        if isinstance(raw, dict) and "schema" in raw:  # "schema" is no JSON Schema keyword
+            extra = sorted(set(raw) - {"schema", "records_path"})
+            if extra:
+                raise ValueError(f"unknown option(s) {', '.join(extra)}")
+            options = cls.parse_options(raw["schema"], base_dir)
+            return options.model_copy(update={"records_path": raw.get("records_path")})
         if isinstance(raw, str):
             schema_path = (base_dir / raw).resolve()
             try:
@@ -49,9 +66,11 @@ class JsonSchemaValidator(Validator):
                 raise ValueError(f"schema file not found: {schema_path}") from None
             except json.JSONDecodeError as exc:
                 raise ValueError(f"schema file {schema_path} is not valid JSON: {exc}") from None
-            options = JsonSchemaOptions(schema=schema, source=str(schema_path))
+            options = JsonSchemaOptions.model_validate(
+                {"schema": schema, "source": str(schema_path)}
+            )
         elif isinstance(raw, dict):
-            options = JsonSchemaOptions(schema=raw)
+            options = JsonSchemaOptions.model_validate({"schema": raw})
         else:
             raise ValueError("expected a schema file path or an inline schema mapping")
         try:
@@ -76,8 +95,25 @@ class JsonSchemaValidator(Validator):
         except orjson.JSONDecodeError as exc:
             issues.add(f"not parseable JSON: {exc}", "$")
             return 0
-        self._check(instance, "$", issues)
-        return 1
+        if self.options.records_path is None:
+            self._check(instance, "$", issues)
+            return 1
+        return self._validate_records(instance, self.options.records_path, issues)
+
+    def _validate_records(self, document: Any, path: str, issues: IssueCollector) -> int:
+        records = json_path.lookup(document, path)
+        where = json_path.display(path)
+        if path in ("", json_path.ROOT) and isinstance(records, dict):
+            records = [records]  # a single object at the root is one record
+        if records is json_path.MISSING:
+            issues.add(f"no records: the response has no '{path}'", where)
+            return 0
+        if not isinstance(records, list):
+            issues.add(f"records_path '{path}' is a {type(records).__name__}, not a list", where)
+            return 0
+        for index, record in enumerate(records):
+            self._check(record, f"{where}[{index}]", issues)
+        return len(records)
 
     def _validate_lines(self, path: Path, name: str, issues: IssueCollector) -> int:
         records = 0

@@ -1,0 +1,244 @@
+"""REST API source: paginated JSON responses, each landing as one file.
+
+``list_items`` requests the pages one after the other (the next page depends on the last)
+and yields each response as an item carrying its body; the pipeline's pool validates and
+uploads page N while page N+1 is being fetched. Items are keyed
+``{run date}/{job id}/{run id}/page-000001.json``, so runs never overwrite each other and a
+page retried within a run lands under the same key. Because every run has its own keys,
+an identical body in a later run is landed again rather than skipped: each run's folder is
+a complete answer of the API, and the incremental cursor, not content hashing, is what
+keeps runs from re-reading old data.
+
+Pages are fetched with the service's retry settings (Retry-After honoured), through the
+host's shared rate limit. See docs/sources/api.md for every key.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from pydantic import ConfigDict, Field, field_validator
+
+from module_system import json_path
+from module_system.config.models import StrictModel
+from module_system.observability.redaction import mask_url
+from module_system.retry import Retrier
+from module_system.sources.base import RemoteItem, Source, SourceContext
+from module_system.sources.http.auth import AuthConfig
+from module_system.sources.http.client import ApiClient
+from module_system.sources.http.incremental import IncrementalConfig, IncrementalCursor
+from module_system.sources.http.pagination import (
+    BasePaginator,
+    NoPagination,
+    Page,
+    PageRequest,
+    PaginationConfig,
+)
+from module_system.sources.http.ratelimit import RateLimitConfig, bucket_for
+from module_system.validation.json_schema import JsonSchemaOptions
+
+SPOOL_BYTES = 4 * 1024 * 1024  # bodies above this wait for the pool on disk, not in memory
+
+
+class ApiSourceConfig(StrictModel):
+    """The ``source:`` block of an ``api`` service."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+    auth: AuthConfig | None = None
+    pagination: PaginationConfig = NoPagination()
+    records_path: str | None = None  # None: the body is the list of records (or one record)
+    incremental: IncrementalConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    timeout: float = Field(30.0, gt=0)
+    max_pages: int | None = Field(None, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+
+class ApiSource(Source):
+    """Every page of one endpoint, as raw JSON responses under ``responses/``."""
+
+    type_name = "api"
+    config_model = ApiSourceConfig
+    landing_area = "responses"
+
+    def __init__(
+        self,
+        config: ApiSourceConfig,
+        client: ApiClient,
+        context: SourceContext,
+        key_prefix: str,
+    ) -> None:
+        self.config, self.client, self.context = config, client, context
+        self.key_prefix = key_prefix
+        self.paginator: BasePaginator = config.pagination.build()
+        self.cursor = (
+            IncrementalCursor(config.incremental, context.cursors, context.full_refresh)
+            if config.incremental
+            else None
+        )
+        self.retrier = Retrier(context.retry, context.cancel)
+        self.unreadable_pages = 0
+        self._spool: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: ApiSourceConfig, context: SourceContext) -> Self:
+        http = httpx.Client(
+            auth=config.auth.build() if config.auth else None,
+            headers=config.headers,
+            timeout=config.timeout,
+            follow_redirects=True,
+        )
+        bucket = bucket_for(urlsplit(config.url).netloc, config.rate_limit)
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        prefix = f"{day}/{context.job_id}/{context.run_id}"
+        return cls(config, ApiClient(http, bucket, context.cancel), context, prefix)
+
+    @classmethod
+    def adapt_validation(cls, config: Any, validation: dict[str, Any]) -> dict[str, Any]:
+        """Check each record at ``records_path``, and always check that a response is JSON
+        with records where expected: without a configured schema, an empty one is used."""
+        options = validation.get("json_schema") or JsonSchemaOptions(schema_={}, source="api")
+        if options.records_path is None:
+            path = config.records_path or json_path.ROOT
+            options = options.model_copy(update={"records_path": path})
+        return {**validation, "json_schema": options}
+
+    def list_items(self) -> Iterator[RemoteItem]:
+        request = PageRequest(self.config.url, dict(self.config.params))
+        if self.cursor is not None:
+            self.cursor.apply(request)
+        self.paginator.init_request(request)
+        for number in itertools.count(1):
+            if self.config.max_pages and number > self.config.max_pages:
+                self.context.logger.warning("stopped at max_pages=%d", self.config.max_pages)
+                return
+            page = self.retrier.call(
+                functools.partial(self._get, request, number),
+                f"page {number} of {mask_url(request.url)}",
+            )
+            if self.paginator.is_repeat(page):
+                self.context.logger.warning(
+                    "page %d repeats page %d: treating it as the end", number, number - 1
+                )
+                return
+            yield self._item(page)
+            if not self._advance(page, request):
+                return
+
+    def _advance(self, page: Page, request: PageRequest) -> bool:
+        """Move ``request`` to the next page; False when there is none."""
+        if page.records is None:
+            self.unreadable_pages += 1
+            self.context.logger.warning(
+                "page %d: %s; pagination stops here", page.number, page.problem
+            )
+            return False
+        if self.cursor is not None:
+            self.cursor.observe(page.records)
+        if not page.records and self.paginator.stop_on_empty_page:
+            return False
+        self.paginator.update_state(page)
+        if self.paginator.has_next_page:
+            self.paginator.update_request(request)
+        return self.paginator.has_next_page
+
+    def _get(self, request: PageRequest, number: int) -> Page:
+        cfg = self.config
+        http_request = self.client.build_request(
+            cfg.method, request.url, request.params, cfg.json_body
+        )
+        url = str(http_request.url)  # before auth: an api key in the query is not in it
+        response = self.client.send(http_request)
+        return read_page(number, url, response, cfg.records_path)
+
+    def _item(self, page: Page) -> RemoteItem:
+        body = page.response.content
+        details = {
+            "page": page.number,
+            "request_url": mask_url(page.url),
+            "http_status": page.response.status_code,
+            "records": None if page.records is None else len(page.records),
+        }
+        if page.problem:
+            details["problem"] = page.problem
+        extra: dict[str, Any] = {"details": details}
+        if len(body) > SPOOL_BYTES:
+            extra["spooled"] = self._spool_body(page.number, body)
+        else:
+            extra["body"] = body
+        return RemoteItem(
+            key=f"{self.key_prefix}/page-{page.number:06d}.json",
+            uri=mask_url(page.url),
+            size=len(body),
+            extra=extra,
+        )
+
+    def _spool_body(self, number: int, body: bytes) -> Path:
+        if self._spool is None:
+            self._spool = tempfile.TemporaryDirectory(prefix="ms-api-")
+        path = Path(self._spool.name) / f"page-{number:06d}.json"
+        path.write_bytes(body)
+        return path
+
+    def fetch(self, item: RemoteItem, dest: Path) -> None:
+        if "spooled" in item.extra:
+            shutil.move(item.extra["spooled"], dest)
+        else:
+            dest.write_bytes(item.extra["body"])
+
+    def commit(self) -> None:
+        if self.cursor is None:
+            return
+        if self.unreadable_pages:
+            self.context.logger.warning(
+                "cursor %s not advanced: %d page(s) could not be read",
+                self.cursor.name,
+                self.unreadable_pages,
+            )
+            return
+        value = self.cursor.save()
+        self.context.logger.info("cursor %s is now %s", self.cursor.name, value)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._spool is not None:
+            self._spool.cleanup()
+
+
+def read_page(number: int, url: str, response: httpx.Response, records_path: str | None) -> Page:
+    """Parse a response and find its records; an unreadable one says why in ``problem``."""
+    try:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        return Page(number, url, response, problem=f"the response is not JSON ({exc})")
+    records = json_path.lookup(data, records_path or json_path.ROOT)
+    if records_path is None and isinstance(records, dict):
+        records = [records]
+    if records is json_path.MISSING:
+        return Page(number, url, response, data, problem=f"no '{records_path}' in the response")
+    if not isinstance(records, list):
+        kind = type(records).__name__
+        return Page(number, url, response, data, problem=f"'{records_path}' is a {kind}")
+    return Page(number, url, response, data, records)

@@ -1,0 +1,160 @@
+"""Authentication of API requests: the config models (secrets typed as ``SecretStr``) and
+the :class:`httpx.Auth` each one builds.
+
+    api_key                    a key in a header or a query parameter
+    basic                      HTTP Basic
+    bearer                     a fixed ``Authorization: Bearer`` token
+    oauth2_client_credentials  a token fetched from ``token_url``, cached, refreshed before
+                               it expires (and once more if the API answers 401)
+"""
+
+from __future__ import annotations
+
+import time
+from base64 import b64encode
+from collections.abc import Callable, Generator
+from typing import Annotated, Any, Literal
+
+import httpx
+from pydantic import Field, SecretStr
+
+from module_system.config.models import StrictModel
+from module_system.errors import TerminalError, TransientError
+from module_system.observability.redaction import mask_url, redact, register_secret
+
+
+class ApiKeyAuthConfig(StrictModel):
+    """``{type: api_key, name: X-API-Key, in: header, api_key: ${KEY}}``."""
+
+    type: Literal["api_key"]
+    api_key: SecretStr
+    name: str = "X-API-Key"
+    location: Literal["header", "query"] = Field("header", alias="in")
+
+    def build(self) -> httpx.Auth:
+        return ApiKeyAuth(self.name, self.api_key.get_secret_value(), self.location)
+
+
+class BasicAuthConfig(StrictModel):
+    type: Literal["basic"]
+    username: str
+    password: SecretStr
+
+    def build(self) -> httpx.Auth:
+        return httpx.BasicAuth(self.username, self.password.get_secret_value())
+
+
+class BearerAuthConfig(StrictModel):
+    type: Literal["bearer"]
+    token: SecretStr
+
+    def build(self) -> httpx.Auth:
+        return BearerAuth(self.token.get_secret_value())
+
+
+class OAuth2ClientCredentialsConfig(StrictModel):
+    """RFC 6749 section 4.4. ``client_auth: body`` sends the client id and secret as form
+    fields (most providers); ``basic`` sends them as HTTP Basic (the RFC's default)."""
+
+    type: Literal["oauth2_client_credentials"]
+    token_url: str
+    client_id: str
+    client_secret: SecretStr
+    scope: str | None = None
+    audience: str | None = None
+    client_auth: Literal["body", "basic"] = "body"
+    refresh_leeway: float = Field(60.0, ge=0, description="renew this long before expiry")
+
+    def build(self) -> httpx.Auth:
+        return OAuth2ClientCredentials(self)
+
+
+AuthConfig = Annotated[
+    ApiKeyAuthConfig | BasicAuthConfig | BearerAuthConfig | OAuth2ClientCredentialsConfig,
+    Field(discriminator="type"),
+]
+
+
+class ApiKeyAuth(httpx.Auth):
+    def __init__(self, name: str, key: str, location: str) -> None:
+        self.name, self.key, self.location = name, key, location
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.location == "query":
+            request.url = request.url.copy_merge_params({self.name: self.key})
+        else:
+            request.headers[self.name] = self.key
+        yield request
+
+
+class BearerAuth(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
+class OAuth2ClientCredentials(httpx.Auth):
+    """Fetches a token through the same client, caches it until ``refresh_leeway`` seconds
+    before ``expires_in`` runs out, and fetches a new one once when the API answers 401.
+
+    One source's pages are requested from one thread, so the cache needs no lock.
+    """
+
+    requires_response_body = True
+
+    def __init__(
+        self, config: OAuth2ClientCredentialsConfig, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.config, self.clock = config, clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.tokens_fetched = 0
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._token is None or self.clock() >= self._expires_at:
+            self._store(self._parse((yield self._token_request())))
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:  # revoked or expired early: one fresh token
+            self._store(self._parse((yield self._token_request())))
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+    def _token_request(self) -> httpx.Request:
+        cfg = self.config
+        secret = cfg.client_secret.get_secret_value()
+        form = {"grant_type": "client_credentials"}
+        form |= {k: v for k, v in (("scope", cfg.scope), ("audience", cfg.audience)) if v}
+        headers = {"Accept": "application/json"}
+        if cfg.client_auth == "basic":
+            pair = b64encode(f"{cfg.client_id}:{secret}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+        else:
+            form |= {"client_id": cfg.client_id, "client_secret": secret}
+        return httpx.Request("POST", cfg.token_url, data=form, headers=headers)
+
+    def _parse(self, response: httpx.Response) -> dict[str, Any]:
+        where = f"OAuth2 token request to {mask_url(self.config.token_url)}"
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"{where}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            body = redact(response.text[:200])
+            raise TerminalError(f"{where}: HTTP {response.status_code}: {body}")
+        try:
+            token = response.json()
+        except ValueError:
+            raise TerminalError(f"{where}: the answer is not JSON") from None
+        if not isinstance(token, dict) or not token.get("access_token"):
+            raise TerminalError(f"{where}: the answer has no access_token")
+        return token
+
+    def _store(self, token: dict[str, Any]) -> None:
+        self._token = str(token["access_token"])
+        register_secret(self._token)  # fetched at run time, still a secret
+        lifetime = float(token.get("expires_in") or 3600)
+        leeway = min(self.config.refresh_leeway, lifetime / 10)
+        self._expires_at = self.clock() + lifetime - leeway
+        self.tokens_fetched += 1

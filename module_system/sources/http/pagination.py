@@ -1,0 +1,277 @@
+"""Pagination styles: one small class each, after dlt's ``BasePaginator``.
+
+The API source asks the paginator to set up the first request (:meth:`init_request`),
+then after each page calls :meth:`update_state` (read the next page's reference from the
+page) and, while :attr:`has_next_page`, :meth:`update_request`. Loop guards live here:
+cursor and URL paginators refuse a reference they have already followed, and numbered
+paginators notice a page that repeats the previous one (APIs that clamp the page number
+and serve their last page forever).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+from urllib.parse import urljoin
+
+import httpx
+import orjson
+from pydantic import Field
+
+from module_system import json_path
+from module_system.config.models import StrictModel
+from module_system.errors import TerminalError
+from module_system.observability.redaction import mask_url
+
+
+@dataclass
+class PageRequest:
+    """What changes from one page's request to the next: the URL and the query."""
+
+    url: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One response. ``records`` is None when the body is unreadable (``problem`` says why)."""
+
+    number: int
+    url: str  # the URL requested, before auth added anything
+    response: httpx.Response
+    data: Any = json_path.MISSING
+    records: list[Any] | None = None
+    problem: str | None = None
+
+
+class BasePaginator(ABC):
+    """Reads the next page's reference from a page and puts it into the next request."""
+
+    def __init__(self, stop_on_empty_page: bool = True) -> None:
+        self.has_next_page = True
+        self.stop_on_empty_page = stop_on_empty_page
+
+    def init_request(self, request: PageRequest) -> None:
+        """Set up the first request (e.g. ``page=1``). Optional."""
+
+    def is_repeat(self, page: Page) -> bool:
+        """True when ``page`` repeats the previous one, ending pagination. Optional."""
+        return False
+
+    @abstractmethod
+    def update_state(self, page: Page) -> None:
+        """Read the next reference from ``page``; clear :attr:`has_next_page` at the end."""
+
+    @abstractmethod
+    def update_request(self, request: PageRequest) -> None:
+        """Point ``request`` at the next page."""
+
+
+class SinglePagePaginator(BasePaginator):
+    def update_state(self, page: Page) -> None:
+        self.has_next_page = False
+
+    def update_request(self, request: PageRequest) -> None:
+        pass
+
+
+class NumberedPaginator(BasePaginator):
+    """A number in a query parameter that grows by ``step`` per page (page or offset)."""
+
+    def __init__(
+        self, param: str, start: int, step: int, total_path: str | None, stop_on_empty_page: bool
+    ) -> None:
+        super().__init__(stop_on_empty_page)
+        self.param, self.start, self.step, self.total_path = param, start, step, total_path
+        self.value = start
+        self._previous: bytes | None = None
+
+    def init_request(self, request: PageRequest) -> None:
+        request.params[self.param] = self.value
+
+    def is_repeat(self, page: Page) -> bool:
+        content = page.response.content if page.records is None else orjson.dumps(page.records)
+        digest = hashlib.sha256(content).digest()
+        repeat, self._previous = digest == self._previous, digest
+        return repeat
+
+    def update_state(self, page: Page) -> None:
+        self.value += self.step
+        if self.total_path is None:
+            return
+        total = json_path.lookup(page.data, self.total_path)
+        if isinstance(total, int | float) and self._reached(total):
+            self.has_next_page = False
+
+    def _reached(self, total: float) -> bool:
+        """Page numbers: ``total`` counts pages."""
+        return self.value - self.start >= total * self.step
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.param] = self.value
+
+
+class OffsetPaginator(NumberedPaginator):
+    def __init__(self, config: OffsetPagination) -> None:
+        super().__init__(
+            config.offset_param, config.start, config.limit, config.total_path,
+            config.stop_on_empty_page,
+        )  # fmt: skip
+        self.limit_param, self.limit = config.limit_param, config.limit
+
+    def init_request(self, request: PageRequest) -> None:
+        request.params[self.limit_param] = self.limit
+        super().init_request(request)
+
+    def _reached(self, total: float) -> bool:
+        """Offsets: ``total`` counts records."""
+        return self.value >= total
+
+
+class _ReferencePaginator(BasePaginator):
+    """Follows a reference (cursor or URL) read from each page; refuses one seen before."""
+
+    def __init__(self, stop_on_empty_page: bool) -> None:
+        super().__init__(stop_on_empty_page)
+        self.reference: str | None = None
+        self._seen: dict[str, int] = {}
+
+    @abstractmethod
+    def _next_reference(self, page: Page) -> str | None:
+        """The next cursor or URL in ``page``, or None at the end."""
+
+    def update_state(self, page: Page) -> None:
+        reference = self._next_reference(page)
+        if not reference:
+            self.has_next_page = False
+            return
+        if reference in self._seen:
+            raise TerminalError(
+                f"pagination loop: page {page.number} of {mask_url(page.url)} points back to "
+                f"{mask_url(reference)!r}, already followed after page {self._seen[reference]}"
+            )
+        self._seen[reference] = page.number
+        self.reference = reference
+
+
+class CursorPaginator(_ReferencePaginator):
+    def __init__(self, config: CursorPagination) -> None:
+        super().__init__(config.stop_on_empty_page)
+        self.cursor_path, self.param = config.cursor_path, config.param
+
+    def _next_reference(self, page: Page) -> str | None:
+        cursor = json_path.lookup(page.data, self.cursor_path)
+        return None if cursor is json_path.MISSING or cursor is None else str(cursor)
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.param] = self.reference
+
+
+class _UrlPaginator(_ReferencePaginator):
+    def update_request(self, request: PageRequest) -> None:
+        assert self.reference is not None
+        request.url, request.params = self.reference, {}  # the URL carries its own query
+
+
+class NextUrlPaginator(_UrlPaginator):
+    """The next page's URL in the body; relative URLs resolve against the current one."""
+
+    def __init__(self, config: NextUrlPagination) -> None:
+        super().__init__(config.stop_on_empty_page)
+        self.path = config.path
+
+    def _next_reference(self, page: Page) -> str | None:
+        link = json_path.lookup(page.data, self.path)
+        if link is json_path.MISSING or not link:
+            return None
+        return urljoin(page.url, str(link))
+
+
+class LinkHeaderPaginator(_UrlPaginator):
+    """RFC 8288 ``Link: <...>; rel="next"`` (GitHub and many others)."""
+
+    def __init__(self, config: LinkHeaderPagination) -> None:
+        super().__init__(config.stop_on_empty_page)
+        self.rel = config.rel
+
+    def _next_reference(self, page: Page) -> str | None:
+        link = page.response.links.get(self.rel, {}).get("url")
+        return urljoin(page.url, link) if link else None
+
+
+class _PaginationConfig(StrictModel):
+    stop_on_empty_page: bool = True
+
+
+class NoPagination(_PaginationConfig):
+    type: Literal["none"] = "none"
+
+    def build(self) -> BasePaginator:
+        return SinglePagePaginator(self.stop_on_empty_page)
+
+
+class PageNumberPagination(_PaginationConfig):
+    """``page=1, 2, ...`` until an empty page, or the page count at ``total_path``."""
+
+    type: Literal["page_number"]
+    param: str = "page"
+    start: int = Field(1, ge=0)
+    total_path: str | None = None
+
+    def build(self) -> BasePaginator:
+        return NumberedPaginator(
+            self.param, self.start, 1, self.total_path, self.stop_on_empty_page
+        )
+
+
+class OffsetPagination(_PaginationConfig):
+    """``offset=0&limit=100``, ``offset=100&limit=100``, ... until an empty page or the
+    record count at ``total_path``."""
+
+    type: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    limit: int = Field(100, ge=1)
+    start: int = Field(0, ge=0)
+    total_path: str | None = None
+
+    def build(self) -> BasePaginator:
+        return OffsetPaginator(self)
+
+
+class CursorPagination(_PaginationConfig):
+    type: Literal["cursor"]
+    cursor_path: str = "next_cursor"
+    param: str = "cursor"
+
+    def build(self) -> BasePaginator:
+        return CursorPaginator(self)
+
+
+class NextUrlPagination(_PaginationConfig):
+    type: Literal["next_url"]
+    path: str = "next"
+
+    def build(self) -> BasePaginator:
+        return NextUrlPaginator(self)
+
+
+class LinkHeaderPagination(_PaginationConfig):
+    type: Literal["link_header"]
+    rel: str = "next"
+
+    def build(self) -> BasePaginator:
+        return LinkHeaderPaginator(self)
+
+
+PaginationConfig = Annotated[
+    NoPagination
+    | PageNumberPagination
+    | OffsetPagination
+    | CursorPagination
+    | NextUrlPagination
+    | LinkHeaderPagination,
+    Field(discriminator="type"),
+]
