@@ -15,8 +15,16 @@ import pytest
 import yaml
 
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer
+from module_system.observability.redaction import forget_secrets
 
 SCRUBBED_PREFIXES = ("AWS_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "MODULE_SYSTEM_")
+
+
+@pytest.fixture(autouse=True)
+def forget_registered_secrets() -> Iterator[None]:
+    """Secrets registered for masking by one test must not mask another test's text."""
+    yield
+    forget_secrets()
 
 
 @pytest.fixture(autouse=True)

@@ -42,6 +42,12 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+def forget_secrets() -> None:
+    """Forget every registered secret (for tests that load many registries)."""
+    with _lock:
+        _secrets.clear()
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every registered secret replaced by ``***``."""
     if not _secrets:

@@ -8,11 +8,14 @@ statements run on both.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from module_system.observability.redaction import mask_url
@@ -54,6 +57,11 @@ class StateStore:
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_state_url(url)
         self.engine = _make_engine(self.url)
+        # SQLite allows one writer at a time and makes the others sleep-and-retry; taking
+        # turns on a lock inside the process is much faster than that busy loop.
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":  # several workers may start at once
                 conn.execute(text("SELECT pg_advisory_xact_lock(7261501)"))
@@ -66,8 +74,13 @@ class StateStore:
         self.engine.dispose()
 
     # runs and jobs -------------------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
     def start_run(self, run_id: str, description: str, batch_file: str) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 schema.runs.insert().values(
                     run_id=run_id,
@@ -79,7 +92,7 @@ class StateStore:
             )
 
     def finish_run(self, run_id: str, status: str) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 schema.runs.update()
                 .where(schema.runs.c.run_id == run_id)
@@ -133,7 +146,7 @@ class StateStore:
         stmt = dialect.insert(table).values(**row)
         updates = {k: v for k, v in row.items() if k not in keys}
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(stmt)
 
 
