@@ -295,7 +295,7 @@ class _FileLander:
 
     def _land(self, item: RemoteItem, path: Path) -> ManifestEntry:
         if item.extra.get("skip_reason"):  # seen, not for landing (a crawl's non-HTML response)
-            return self._entry(item, FileOutcome.SKIPPED)
+            return self._entry(item, FileOutcome.IGNORED)
         prior = self.known.get(item.key)
         if prior and item.version and prior.version == item.version:
             return self._entry(

@@ -21,6 +21,7 @@ class FileOutcome(StrEnum):
     LANDED = "landed"  # valid: uploaded to the validated/scraped/responses area
     QUARANTINED = "quarantined"  # invalid: uploaded to quarantine with an .error.json
     SKIPPED = "skipped"  # unchanged since it last landed
+    IGNORED = "ignored"  # seen but not for landing by design (e.g. a crawled non-HTML page)
     VANISHED = "vanished"  # listed, then gone before it could be fetched
     FAILED = "failed"  # could not be fetched or uploaded; the next run tries again
 
@@ -33,6 +34,7 @@ class FileCounts:
     invalid: int = 0
     uploaded: int = 0
     skipped: int = 0
+    ignored: int = 0
     vanished: int = 0
     failed: int = 0
     bytes: int = 0

@@ -45,7 +45,8 @@ def print_summary(result: BatchResult, console: Console) -> None:
     totals = result.totals
     console.print(
         f"{len(result.jobs)} jobs: {statuses}. Files: {totals.valid} landed, "
-        f"{totals.invalid} quarantined, {totals.skipped} unchanged, {totals.failed} failed; "
+        f"{totals.invalid} quarantined, {totals.skipped} unchanged, {totals.ignored} ignored, "
+        f"{totals.failed} failed; "
         f"{human_bytes(totals.bytes)}.",
         highlight=False,
     )

@@ -47,7 +47,7 @@ class BatchStats:
         self._start = time.monotonic()
         self._jobs = dict.fromkeys(("submitted", "running", "completed", "failed", "cancelled"), 0)
         self._files = dict.fromkeys(
-            ("listed", "done", "landed", "quarantined", "skipped", "failed"), 0
+            ("listed", "done", "landed", "quarantined", "skipped", "ignored", "failed"), 0
         )
         self._bytes = 0
 
@@ -79,6 +79,7 @@ class BatchStats:
             FileOutcome.LANDED: "landed",
             FileOutcome.QUARANTINED: "quarantined",
             FileOutcome.SKIPPED: "skipped",
+            FileOutcome.IGNORED: "ignored",
         }.get(outcome, "failed")
         with self._lock:
             self._files["done"] += 1
