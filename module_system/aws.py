@@ -14,8 +14,8 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from module_system.config.models import RetryConfig, S3Connection
-from module_system.errors import ItemVanished, TerminalError, TransientError
+from module_system.config.models import S3Connection
+from module_system.errors import FatalError, ItemVanished, TerminalError, TransientError
 
 # Error codes that retrying can fix.
 TRANSIENT_CODES = frozenset(
@@ -35,6 +35,20 @@ TRANSIENT_CODES = frozenset(
     }
 )
 MISSING_KEY_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# Error codes after which nothing else in the job can work: stop the job at once.
+FATAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "InvalidBucketName",
+        "NoSuchBucket",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "403",
+    }
+)
 
 
 def make_session(conn: S3Connection) -> boto3.session.Session:
@@ -51,11 +65,16 @@ def make_session(conn: S3Connection) -> boto3.session.Session:
     return boto3.session.Session(profile_name=conn.profile, region_name=conn.region)
 
 
-def make_client(conn: S3Connection, retry: RetryConfig, max_pool: int = 32) -> Any:
-    """An S3 client whose own retries (standard mode: backoff with jitter on throttling,
-    5xx and connection errors) use the configured attempt count."""
+# boto3's own retries inside each of ours (standard mode: backoff with jitter on throttling,
+# 5xx and connection errors). Kept small and fixed so the two layers don't multiply much:
+# a service's `retry.attempts` counts our tries; each may make up to this many requests.
+BOTOCORE_ATTEMPTS = 3
+
+
+def make_client(conn: S3Connection, max_pool: int = 32) -> Any:
+    """An S3 client for ``conn``; thread-safe, shared by a job's file threads."""
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": retry.attempts},
+        retries={"mode": "standard", "total_max_attempts": BOTOCORE_ATTEMPTS},
         max_pool_connections=max_pool,
         connect_timeout=10,
         read_timeout=60,
@@ -80,8 +99,14 @@ def credentials_source(conn: S3Connection) -> str:
 
 
 @contextmanager
-def translate_errors(conn: S3Connection, bucket: str, key: str | None = None) -> Iterator[None]:
-    """Turn botocore exceptions raised inside the block into our error types."""
+def translate_errors(
+    conn: S3Connection, bucket: str, key: str | None = None, missing_is_vanished: bool = False
+) -> Iterator[None]:
+    """Turn botocore exceptions raised inside the block into our error types.
+
+    ``missing_is_vanished``: a missing key means a listed source object is gone (reported,
+    not a failure); elsewhere (e.g. verifying an upload) it is an ordinary error.
+    """
     where = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
     try:
         yield
@@ -91,10 +116,10 @@ def translate_errors(conn: S3Connection, bucket: str, key: str | None = None) ->
         message = f"{where}: {code or status}: {exc.response.get('Error', {}).get('Message', '')}"
         if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
             raise TransientError(message) from exc
-        if key and code in MISSING_KEY_CODES:
+        if key and missing_is_vanished and code in MISSING_KEY_CODES:
             raise ItemVanished(f"{where}: the object is gone (listed, then not found)") from exc
-        if code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}:
-            message += f" (credentials: {credentials_source(conn)})"
+        if code in FATAL_CODES:
+            raise FatalError(f"{message} (credentials: {credentials_source(conn)})") from exc
         raise TerminalError(message) from exc
     except (
         botocore.exceptions.EndpointConnectionError,
@@ -102,11 +127,12 @@ def translate_errors(conn: S3Connection, bucket: str, key: str | None = None) ->
         botocore.exceptions.ReadTimeoutError,
         botocore.exceptions.ConnectTimeoutError,
         botocore.exceptions.ResponseStreamingError,
+        botocore.exceptions.IncompleteReadError,
+        botocore.exceptions.FlexibleChecksumError,
+        botocore.exceptions.HTTPClientError,
     ) as exc:
         raise TransientError(f"{where}: {exc}") from exc
     except botocore.exceptions.NoCredentialsError as exc:
-        raise TerminalError(
-            f"{where}: no AWS credentials found ({credentials_source(conn)})"
-        ) from exc
+        raise FatalError(f"{where}: no AWS credentials found ({credentials_source(conn)})") from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise TerminalError(f"{where}: {exc}") from exc

@@ -20,6 +20,7 @@ from module_system.orchestrator.stats import BatchStats
 from module_system.pipeline import RunOptions
 
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 
 
 def _console_handler(console: Console) -> logging.Handler:
@@ -113,6 +114,9 @@ def run(batch_file: str, registry: str | None, max_workers: int, monitor_duratio
     except ConfigError as exc:
         _config_error(exc)
         return
+    except KeyboardInterrupt:  # before any job started; during the run it is handled inside
+        click.echo("interrupted before any job started", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     print_summary(result, console)
     if report:
         write_report(result, report)
@@ -146,7 +150,11 @@ def history(state_url: str | None, limit: int) -> None:
     """List recent runs and their jobs from the state store."""
     from module_system.state.store import StateStore
 
-    store = StateStore(state_url)
+    try:
+        store = StateStore(state_url)
+    except ConfigError as exc:
+        _config_error(exc)
+        return
     for run_row in store.runs(limit):
         click.echo(f"{run_row['run_id']}  {run_row['status']:<11} {run_row['description']}")
         for job in store.jobs(run_row["run_id"]):

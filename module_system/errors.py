@@ -5,7 +5,10 @@ Every error says whether retrying can help::
     ModuleSystemError
     ├── ConfigError          terminal: bad registry or batch file (CLI exit status 2)
     ├── TransientError       worth retrying: connection reset, 5xx, throttling
-    └── TerminalError        retrying will not help: access denied, missing bucket
+    └── TerminalError        retrying will not help this item: bad input, refused request
+        ├── FatalError       nothing else in the job can work either: access denied,
+        │                    missing bucket, wrong password; the job stops at once
+        ├── ItemVanished     the item was listed but is gone; reported, not a job failure
         ├── JobCancelled     the batch was interrupted before the job finished
         └── JobTimeout       the job ran past its deadline
 
@@ -45,6 +48,11 @@ class TransientError(ModuleSystemError):
 
 class TerminalError(ModuleSystemError):
     """A failure that retrying will not fix (permissions, missing resources, bad input)."""
+
+
+class FatalError(TerminalError):
+    """A failure that dooms the whole job (permissions, missing bucket, bad credentials):
+    the job stops taking items at once instead of failing them one by one."""
 
 
 class JobCancelled(TerminalError):

@@ -25,6 +25,7 @@ class PluginRegistry:
         self._loaded: dict[str, Any] = {}
         self._entry_points_read = False
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
 
     def register(self, name: str, target: Any) -> None:
         """Add ``target`` (a class, or a ``"module:attr"`` string) under ``name``."""
@@ -55,11 +56,12 @@ class PluginRegistry:
         return obj
 
     def _read_entry_points(self) -> None:
-        if self._entry_points_read:
-            return
-        self._entry_points_read = True
-        for ep in entry_points(group=self.group):
-            try:
-                self.register(ep.name, ep.load())
-            except Exception as exc:  # a broken plugin must not break the tool
-                log.warning("ignoring plugin %r from %s: %s", ep.name, self.group, exc)
+        with self._reading:  # once, even when several threads ask at the same time
+            if self._entry_points_read:
+                return
+            for ep in entry_points(group=self.group):
+                try:
+                    self.register(ep.name, ep.load())
+                except Exception as exc:  # a broken plugin must not break the tool
+                    log.warning("ignoring plugin %r from %s: %s", ep.name, self.group, exc)
+            self._entry_points_read = True

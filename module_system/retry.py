@@ -28,7 +28,8 @@ class Retrier:
 
     def delay(self, attempt: int, error: TransientError) -> float:
         if error.retry_after is not None:
-            return error.retry_after  # the server knows best when it will take requests again
+            # The server knows best when it will take requests again, within reason.
+            return min(error.retry_after, self.config.max_retry_after)
         ceiling = min(self.config.max_backoff, self.config.backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 

@@ -164,3 +164,29 @@ def test_secret_keys_are_secret_typed(tmp_path: Path) -> None:
     service = load_registry(path).services["svc"]
     assert "s3cr3t-value" not in repr(service)
     assert service.source.aws_secret_access_key.get_secret_value() == "s3cr3t-value"
+
+
+def test_yaml_errors_do_not_quote_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text('landing:\n  bucket: b\n  aws_secret_access_key: "SuperSecretValue123" x\n')
+    (problem,) = problems_of(path)
+    assert "SuperSecretValue123" not in problem
+    assert "not valid YAML" in problem and "line 3" in problem
+
+
+def test_service_ids_must_be_path_safe(tmp_path: Path) -> None:
+    path = write_registry(tmp_path / "r.yaml", LANDING, {"../evil": s3_service()})
+    (problem,) = problems_of(path)
+    assert "service '../evil'" in problem and "letters, digits" in problem
+
+
+def test_bad_state_url_exits_2(tmp_path: Path) -> None:
+    registry = write_registry(tmp_path / "r.yaml", LANDING, {"svc": s3_service()})
+    batch = write_batch(tmp_path / "b.json", [("j1", "svc")])
+    result = CliRunner().invoke(
+        main,
+        ["run", "--batch-file", str(batch), "--registry", str(registry), "--log-dir",
+         str(tmp_path / "logs"), "--state-url", "nosuchdb://user:pw-secret@host/x"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "state store" in result.output and "pw-secret" not in result.output

@@ -228,3 +228,92 @@ def test_seed_shim_runs_a_batch(
     assert done.returncode == 0, done.stdout + done.stderr
     assert ROOT + "validated/a.json" in list_keys(s3, landing["bucket"])
     assert (tmp_path / "temp/logs/system_orchestrator_job_executor.log").exists()
+
+
+def test_keys_that_normalise_alike_land_separately(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
+    state_url: str,
+) -> None:  # fmt: skip
+    keys = ["in/a/b.json", "in/a//b.json", "in/a/../c.json", "in/a/%2E%2E/c.json"]
+    put(
+        s3,
+        source_bucket,
+        {k: json.dumps({"id": n, "day": "2026-01-01"}) for n, k in enumerate(keys)},
+    )
+    job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
+                   [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    assert job.status is JobStatus.COMPLETED and job.counts.valid == 4
+    landed = list_keys(s3, landing["bucket"], ROOT + "validated/")
+    assert len(landed) == 4
+    bodies = {json.loads(s3.get_object(Bucket=landing["bucket"], Key=k)["Body"].read())["id"]
+              for k in landed}  # fmt: skip
+    assert bodies == {0, 1, 2, 3}
+
+
+def test_missing_landing_bucket_stops_the_job_at_once(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, state_url: str
+) -> None:
+    put(s3, source_bucket, {f"in/{n:03d}.json": json.dumps({"id": n, "day": "2026-01-01"})
+                            for n in range(60)})  # fmt: skip
+    landing = {"bucket": "no-such-landing-bucket", "endpoint_url": s3_server.url}
+    service = s3_service(s3_server.url, source_bucket, concurrency=2)
+    job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+    assert job.status is JobStatus.FAILED
+    assert "NoSuchBucket" in (job.error or "") and "credentials:" in (job.error or "")
+    assert job.counts.fetched < 10  # stopped, not 60 files failed one by one
+
+
+def test_two_jobs_of_one_service_run_one_after_the_other(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
+    state_url: str,
+) -> None:  # fmt: skip
+    put(
+        s3,
+        source_bucket,
+        {f"in/{n}.json": json.dumps({"id": n, "day": "2026-01-01"}) for n in range(6)},
+    )
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    first, second = run_jobs(
+        tmp_path, landing, services, [("a", "svc"), ("b", "svc")], state_url
+    ).jobs
+    assert first.counts.uploaded + second.counts.uploaded == 6
+    assert first.counts.skipped + second.counts.skipped == 6
+
+
+def test_fail_on_invalid_fails_the_job(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
+    state_url: str,
+) -> None:  # fmt: skip
+    put(
+        s3,
+        source_bucket,
+        {"in/bad.json": "{}", "in/good.json": json.dumps({"id": 1, "day": "2026-01-01"})},
+    )
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    options = RunOptions(fail_on_invalid=True)
+    job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url, options).jobs[0]
+    assert job.status is JobStatus.FAILED and "--fail-on-invalid" in (job.error or "")
+    assert job.counts.invalid == 1 and job.counts.valid == 1  # still landed and quarantined
+
+
+def test_state_store_outage_does_not_lose_the_batch(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
+    state_url: str,
+) -> None:  # fmt: skip
+    from sqlalchemy.exc import OperationalError
+
+    from module_system.config import load_batch, load_registry
+    from module_system.orchestrator.batch import run_batch
+    from module_system.state import StateStore
+    from tests.conftest import write_batch, write_registry
+
+    class FlakyStore(StateStore):
+        def save_job(self, *args: Any, **kwargs: Any) -> None:
+            raise OperationalError("UPDATE ms_jobs", {}, Exception("database is locked"))
+
+    put(s3, source_bucket, {"in/a.json": json.dumps({"id": 1, "day": "2026-01-01"})})
+    registry = load_registry(write_registry(tmp_path / "r.yaml", landing,
+                                            {"svc": s3_service(s3_server.url, source_bucket)}))  # fmt: skip
+    batch = load_batch(write_batch(tmp_path / "b.json", [("j1", "svc"), ("j2", "svc")]), registry)
+    result = run_batch(registry, batch, FlakyStore(state_url))
+    assert [j.status for j in result.jobs] == [JobStatus.COMPLETED, JobStatus.COMPLETED]

@@ -32,14 +32,20 @@ def test_public_api_is_exported() -> None:
     [
         ("a/b.json", "a/b.json"),
         ("../../etc/passwd", "%2E%2E/%2E%2E/etc/passwd"),
-        ("/abs//x/./y.json", "abs/x/y.json"),
-        ("win\\path\\f.csv", "win/path/f.csv"),
+        ("/abs//x/./y.json", "%2F/abs/%2F/x/%2E/y.json"),
+        ("a/%2E%2E/b", "a/%252E%2E/b"),  # a literal look-alike is escaped once more
         ("", "%2F"),
         ("naïve name.csv", "naïve name.csv"),
     ],
 )
 def test_safe_relative_key(key: str, expected: str) -> None:
     assert safe_relative_key(key) == expected
+
+
+def test_safe_relative_key_is_one_to_one() -> None:
+    keys = ["a/b", "a//b", "/a/b", "a/./b", "a/../b", "a/%2E/b", "a/%2E%2E/b", "a/%252E/b",
+            "a/%2F/b", "a/%2f/b", "./a/b", "%2E/a/b"]  # fmt: skip
+    assert len({safe_relative_key(k) for k in keys}) == len(keys)
 
 
 def test_landing_layout_and_long_keys() -> None:

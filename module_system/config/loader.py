@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from module_system.errors import ConfigError
 from module_system.observability.redaction import register_secret
 from module_system.sources import SOURCE_TYPES
 from module_system.validation import VALIDATORS
+
+# Service ids name log files and landing folders: keep them path-safe.
+SERVICE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
 
 
 def load_registry(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Registry:
@@ -68,10 +72,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: registry file not found") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        # Only the problem and its position: PyYAML's own text quotes the offending line,
+        # which may hold a secret that is not yet known to the log redaction.
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'landing' and 'services'")
     return raw
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or "syntax error"
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 def _load_landing(
@@ -98,6 +110,9 @@ def _load_services(
     services = {}
     for service_id, body in raw.items():
         where = f"{path}: service '{service_id}'"
+        if not SERVICE_ID.fullmatch(str(service_id)):
+            problems.append(f"{where}: the id may use letters, digits, '_', '-' and '.' only")
+            continue
         try:
             services[str(service_id)] = _load_service(path.parent, body, env)
         except MissingVariable as exc:

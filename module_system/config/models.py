@@ -47,6 +47,7 @@ class RetryConfig(StrictModel):
     attempts: int = Field(5, ge=1, le=100)
     backoff: float = Field(0.5, ge=0, description="first delay in seconds")
     max_backoff: float = Field(30.0, ge=0)
+    max_retry_after: float = Field(300.0, ge=0, description="cap on a server's Retry-After")
 
 
 class LandingConfig(S3Connection):

@@ -1,13 +1,15 @@
 """Where files land: ``{prefix}data/{source}/{service_id}/{area}/{relative key}``.
 
-Relative keys come from remote systems and are not trusted: ``.`` and ``..`` segments
-are escaped and empty segments dropped, so a landing key can never climb out of its
-service's folder, and over-long keys are shortened with a hash so S3 accepts them.
+Relative keys come from remote systems and are not trusted: ``.``, ``..`` and empty
+segments are escaped, so a landing key can never climb out of its service's folder, and
+over-long keys are shortened with a hash so S3 accepts them. The escaping is one-to-one:
+two different remote keys never share a landing key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 MAX_KEY_BYTES = 1024
@@ -16,14 +18,26 @@ MANIFESTS = "_manifests"
 ERROR_SUFFIX = ".error.json"
 
 
+_ESCAPED = {"": "%2F", ".": "%2E", "..": "%2E%2E"}
+# A literal segment that looks like an escape gets its "%" escaped, keeping the map 1:1.
+_LOOKS_ESCAPED = re.compile(r"%(25)*(2F|2E|2E%2E)")
+
+
 def safe_relative_key(key: str) -> str:
-    """Normalise a remote path into a relative S3 key that stays below its folder."""
-    segments = []
-    for segment in key.replace("\\", "/").split("/"):
-        if segment in ("", "."):
-            continue
-        segments.append("%2E%2E" if segment == ".." else segment)
-    return "/".join(segments) or "%2F"
+    """Turn a remote path into a relative S3 key that stays below its folder.
+
+    ``a/b.csv`` stays as it is; ``..`` becomes ``%2E%2E``, ``.`` ``%2E`` and an empty
+    segment (``a//b``, a leading ``/``) ``%2F``.
+    """
+    return "/".join(_escape(segment) for segment in key.split("/"))
+
+
+def _escape(segment: str) -> str:
+    if segment in _ESCAPED:
+        return _ESCAPED[segment]
+    if _LOOKS_ESCAPED.fullmatch(segment):
+        return "%25" + segment[1:]
+    return segment
 
 
 @dataclass(frozen=True)

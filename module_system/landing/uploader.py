@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import boto3.exceptions
+import botocore.exceptions
 import orjson
 from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ChunksizeAdjuster
@@ -39,9 +40,12 @@ class S3Lander:
 
     def __init__(self, landing: LandingConfig, client: Any | None = None) -> None:
         self.landing = landing
-        self.client = client or make_client(landing, landing.retry, max_pool=64)
+        self.client = client or make_client(landing, max_pool=64)
         self.threshold = landing.multipart_threshold_mb * MB
         self.chunksize = landing.multipart_chunksize_mb * MB
+
+    def close(self) -> None:
+        self.client.close()
 
     def part_size(self, size: int) -> int:
         return int(ChunksizeAdjuster().adjust_chunksize(self.chunksize, size))
@@ -74,6 +78,9 @@ class S3Lander:
             try:
                 self.client.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=config)
             except boto3.exceptions.S3UploadFailedError as exc:
+                # boto3 wraps the real error; re-raise it so it is judged transient or not.
+                if isinstance(exc.__context__, botocore.exceptions.ClientError):
+                    raise exc.__context__ from exc
                 raise TransientError(f"s3://{bucket}/{key}: upload failed: {exc}") from exc
         self._verify(key, digest.s3_checksum(multipart), digest.size)
         return UploadResult(key, digest.size, digest.sha256_hex)
@@ -107,7 +114,8 @@ class S3Lander:
         where = f"s3://{self.landing.bucket}/{key}"
         if stored is None:
             raise TerminalError(
-                f"{where}: the server reported no SHA-256 checksum; cannot prove the upload is intact"
+                f"{where}: the server reported no SHA-256 checksum, "
+                "so the upload cannot be proven intact"
             )
         if not _same_checksum(stored, expected):
             raise TransientError(

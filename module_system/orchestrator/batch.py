@@ -1,7 +1,8 @@
 """Run a batch: submit every job to an executor, wait, and handle interruption.
 
 Ctrl-C stops taking new jobs; running jobs finish the files they have started and end as
-cancelled; jobs never started are recorded as cancelled too.
+cancelled; jobs never started are recorded as cancelled too. Jobs of the same service run
+one after another, so two jobs never land the same files at once.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
 from module_system.config.models import BatchFile, JobSpec, Registry
+from module_system.observability.redaction import redact
 from module_system.orchestrator.executor import JobExecutor, ThreadJobExecutor
 from module_system.orchestrator.stats import BatchStats
 from module_system.pipeline import RunOptions, run_job
@@ -46,11 +49,13 @@ def run_batch(
     started = datetime.now(UTC)
     state.start_run(run_id, batch.description, batch_file)
     log.info("run %s: %d jobs, %d workers", run_id, len(batch.jobs), max_workers)
+    service_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
     futures: dict[str, Future[JobResult]] = {}
     for job in batch.jobs:
         stats.job_submitted()
+        lock = service_locks[job.service_id]
         futures[job.job_id] = executor.submit(
-            _run_one, job, registry, state, run_id, options, cancel, stats
+            _run_one, job, registry, state, run_id, options, cancel, stats, lock
         )
     interrupted = _wait_for(futures, cancel)
     executor.shutdown(cancel_pending=True)
@@ -58,7 +63,10 @@ def run_batch(
     result = BatchResult(
         run_id, batch.description, results, started, datetime.now(UTC), interrupted
     )
-    state.finish_run(run_id, "interrupted" if interrupted else _run_status(results))
+    try:
+        state.finish_run(run_id, "interrupted" if interrupted else _run_status(results))
+    except Exception as exc:  # the results are still returned and reported
+        log.error("could not record the end of run %s: %s", run_id, redact(str(exc)))
     return result
 
 
@@ -70,11 +78,13 @@ def _run_one(
     options: RunOptions,
     cancel: threading.Event,
     stats: BatchStats,
+    service_lock: threading.Lock,
 ) -> JobResult:
-    stats.job_started()
-    result = run_job(job, registry, state, run_id, options, cancel, stats)
-    stats.job_finished(result.status)
-    return result
+    with service_lock:  # one job per service at a time
+        stats.job_started()
+        result = run_job(job, registry, state, run_id, options, cancel, stats)
+        stats.job_finished(result.status)
+        return result
 
 
 def _wait_for(futures: dict[str, Future[JobResult]], cancel: threading.Event) -> bool:
@@ -90,25 +100,42 @@ def _wait_for(futures: dict[str, Future[JobResult]], cancel: threading.Event) ->
         cancel.set()
         for future in futures.values():
             future.cancel()
-        wait([f for f in futures.values() if not f.cancelled()])
+        _drain([f for f in futures.values() if not f.cancelled()])
         return True
+
+
+def _drain(running: list[Future[JobResult]]) -> None:
+    """Wait for running jobs to stop; further Ctrl-Cs only say that we are waiting."""
+    pending = set(running)
+    while pending:
+        try:
+            _, pending = wait(pending, timeout=0.5)
+        except KeyboardInterrupt:
+            log.warning(
+                "still finishing %d running job(s); their current files complete first",
+                len(pending),
+            )
 
 
 def _result_of(
     job: JobSpec, future: Future[JobResult], state: StateStore, run_id: str, stats: BatchStats
 ) -> JobResult:
-    if not future.cancelled():
-        return future.result()
-    result = JobResult(
-        job.job_id,
-        job.service_id,
-        status=JobStatus.CANCELLED,
-        error="not started: batch interrupted",
-    )
-    stats.job_finished(JobStatus.CANCELLED, started=False)
-    state.save_job(
-        run_id, job.job_id, job.service_id, status=result.status.value, error=result.error
-    )
+    if future.cancelled():
+        result = JobResult(job.job_id, job.service_id, status=JobStatus.CANCELLED,
+                           error="not started: batch interrupted")  # fmt: skip
+        stats.job_finished(JobStatus.CANCELLED, started=False)
+    else:
+        try:
+            return future.result()
+        except Exception as exc:  # run_job records its own failures; this is a last resort
+            log.exception("job %s crashed outside its own error handling", job.job_id)
+            result = JobResult(job.job_id, job.service_id, status=JobStatus.FAILED,
+                               error=redact(f"internal error: {exc!r}"))  # fmt: skip
+    try:
+        state.save_job(run_id, job.job_id, job.service_id, status=result.status.value,
+                       error=result.error)  # fmt: skip
+    except Exception as exc:
+        log.error("could not record job %s: %s", job.job_id, redact(str(exc)))
     return result
 
 

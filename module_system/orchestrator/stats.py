@@ -47,7 +47,8 @@ class BatchStats:
         self._start = time.monotonic()
         self._jobs = dict.fromkeys(("submitted", "running", "completed", "failed", "cancelled"), 0)
         self._files = dict.fromkeys(
-            ("listed", "done", "landed", "quarantined", "skipped", "ignored", "failed"), 0
+            ("listed", "done", "landed", "quarantined", "skipped", "ignored", "vanished", "failed"),
+            0,
         )
         self._bytes = 0
 
@@ -80,6 +81,7 @@ class BatchStats:
             FileOutcome.QUARANTINED: "quarantined",
             FileOutcome.SKIPPED: "skipped",
             FileOutcome.IGNORED: "ignored",
+            FileOutcome.VANISHED: "vanished",
         }.get(outcome, "failed")
         with self._lock:
             self._files["done"] += 1

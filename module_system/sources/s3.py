@@ -52,7 +52,7 @@ class S3Source(Source):
 
     @classmethod
     def from_config(cls, config: S3SourceConfig, context: SourceContext) -> Self:
-        return cls(config, make_client(config, context.retry))
+        return cls(config, make_client(config))
 
     def list_items(self) -> Iterator[RemoteItem]:
         cfg = self.config
@@ -86,7 +86,7 @@ class S3Source(Source):
 
     def fetch(self, item: RemoteItem, dest: Path) -> None:
         key = item.extra["s3_key"]
-        with translate_errors(self.config, self.config.bucket, key):
+        with translate_errors(self.config, self.config.bucket, key, missing_is_vanished=True):
             try:
                 threshold = self._ranged_threshold
                 if threshold and item.size is not None and item.size >= threshold:

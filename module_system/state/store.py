@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from module_system.observability.redaction import mask_url
+from module_system.errors import ConfigError
+from module_system.observability.redaction import mask_url, redact
 from module_system.state import schema
 from module_system.state.migrations import migrate
 
@@ -56,7 +58,14 @@ class StateStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_state_url(url)
-        self.engine = _make_engine(self.url)
+        try:
+            self.engine = _make_engine(self.url)
+            self._migrate()
+        except (ArgumentError, NoSuchModuleError, OperationalError) as exc:
+            reason = redact(str(getattr(exc, "orig", None) or exc)).splitlines()[0]
+            raise ConfigError(f"state store {mask_url(self.url)}: {reason}") from None
+
+    def _migrate(self) -> None:
         # SQLite allows one writer at a time and makes the others sleep-and-retry; taking
         # turns on a lock inside the process is much faster than that busy loop.
         self._write_lock: AbstractContextManager[Any] = (
