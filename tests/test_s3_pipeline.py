@@ -312,8 +312,8 @@ def test_state_store_outage_does_not_lose_the_batch(
             raise OperationalError("UPDATE ms_jobs", {}, Exception("database is locked"))
 
     put(s3, source_bucket, {"in/a.json": json.dumps({"id": 1, "day": "2026-01-01"})})
-    registry = load_registry(write_registry(tmp_path / "r.yaml", landing,
-                                            {"svc": s3_service(s3_server.url, source_bucket)}))  # fmt: skip
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    registry = load_registry(write_registry(tmp_path / "r.yaml", landing, services))
     batch = load_batch(write_batch(tmp_path / "b.json", [("j1", "svc"), ("j2", "svc")]), registry)
     result = run_batch(registry, batch, FlakyStore(state_url))
     assert [j.status for j in result.jobs] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
