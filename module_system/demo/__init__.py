@@ -24,6 +24,7 @@ DEMO_PARTS = [
     "module_system.demo.s3_data:S3DemoData",
     "module_system.demo.web_data:WebDemoData",
     "module_system.demo.api_data:ApiDemoData",
+    "module_system.demo.ftp_data:FtpDemoData",
 ]
 LANDING_BUCKET = "module-system-landing"
 
