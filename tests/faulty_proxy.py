@@ -15,7 +15,8 @@ SLOW_DOWN = (
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
 
-# Decides per request: None to forward, "503" to answer SlowDown, "drop" to hang up.
+# Decides per request: None to forward, "503" to answer SlowDown, "drop" to hang up,
+# "truncate" to send the headers and half the body, then hang up.
 FaultRule = Callable[[str, str, int], str | None]
 
 
@@ -60,7 +61,7 @@ class FaultyProxy:
                     self.close_connection = True
                     self.connection.close()
                     return
-                if fault == "503":
+                if fault == "503" or (fault == "truncate" and self.command != "GET"):
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(SLOW_DOWN)))
@@ -81,7 +82,10 @@ class FaultyProxy:
                     if key.lower() not in dropped:
                         self.send_header(key, value)
                 self.end_headers()
-                if self.command != "HEAD":
+                if fault == "truncate":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                elif self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
 

@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from module_system.growing_file import open_following
+
 READ_SIZE = 1024 * 1024
 
 
@@ -37,7 +39,7 @@ def digest_file(path: Path, part_size: int) -> FileDigest:
     parts: list[bytes] = []
     part = hashlib.sha256()
     in_part = size = 0
-    with path.open("rb") as fh:
+    with open_following(path) as fh:
         while chunk := fh.read(min(READ_SIZE, part_size - in_part)):
             whole.update(chunk)
             part.update(chunk)

@@ -50,8 +50,11 @@ class S3Lander:
     def part_size(self, size: int) -> int:
         return int(ChunksizeAdjuster().adjust_chunksize(self.chunksize, size))
 
-    def digest(self, path: Path) -> FileDigest:
-        return digest_file(path, self.part_size(path.stat().st_size))
+    def digest(self, path: Path, size: int | None = None) -> FileDigest:
+        """Hash ``path`` in this lander's part size. ``size``: the expected size, for a
+        file still being written."""
+        size = path.stat().st_size if size is None else size
+        return digest_file(path, self.part_size(size))
 
     def upload_file(
         self, path: Path, key: str, digest: FileDigest, metadata: dict[str, str]

@@ -7,12 +7,14 @@ at most twice that many items wait, so a listing of millions is never held at on
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from module_system.errors import (
     FatalError,
@@ -21,6 +23,7 @@ from module_system.errors import (
     TerminalError,
     TransientError,
 )
+from module_system.growing_file import WriteProgress, following
 from module_system.landing.checksums import FileDigest
 from module_system.landing.keys import ERROR_SUFFIX
 from module_system.landing.manifest import ManifestEntry
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from module_system.pipeline.job import JobRun
 
 log = logging.getLogger("module_system.pipeline")
+T = TypeVar("T")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}$")
 # New files at least this big are hashed and validated at once, on two cores.
 PARALLEL_CHECK_BYTES = 16 * 1024 * 1024
@@ -121,9 +125,7 @@ class FileLander:
         prior = self._prior(item)
         if prior and item.version and prior.version == item.version:
             return self._unchanged(item, prior)
-        self.job.retrier.call(lambda: self._fetch(item, path), f"fetch {item.uri}")
-        self.job.count(fetched=1)
-        digest, verdict = self._digest_and_validate(item, path, prior)
+        digest, verdict = self._fetch_and_check(item, path, prior)
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
             self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict, digest.size)
             return self._unchanged(item, prior)
@@ -146,6 +148,46 @@ class FileLander:
     def _unchanged(self, item: RemoteItem, prior: FileRecord) -> ManifestEntry:
         return self._entry(item, FileOutcome.SKIPPED, sha256=prior.sha256,
                            landing_key=prior.landing_key, verdict=prior.verdict)  # fmt: skip
+
+    def _fetch_and_check(
+        self, item: RemoteItem, path: Path, prior: FileRecord | None
+    ) -> tuple[FileDigest, Verdict | None]:
+        """Fetch with retries; a big new file is hashed and validated while it downloads
+        (first try only: a retry may rewrite the file, so it is checked afterwards)."""
+        overlap = prior is None and (item.size or 0) >= PARALLEL_CHECK_BYTES
+        tries = itertools.count()
+
+        def attempt() -> tuple[FileDigest, Verdict] | None:
+            if overlap and next(tries) == 0:
+                return self._fetch_while_checking(item, path)
+            self._fetch(item, path)
+            return None
+
+        checked = self.job.retrier.call(attempt, f"fetch {item.uri}")
+        self.job.count(fetched=1)
+        return checked or self._digest_and_validate(item, path, prior)
+
+    def _fetch_while_checking(self, item: RemoteItem, path: Path) -> tuple[FileDigest, Verdict]:
+        progress = WriteProgress()
+        path.touch()
+        size = item.size
+        log.debug("%s: hashing and validating while it downloads", item.uri)
+
+        def follow(check: Callable[[], T]) -> Callable[[], T]:
+            context = contextvars.copy_context()
+            return lambda: context.run(_following_call, path, progress, check)
+
+        with ThreadPoolExecutor(2, thread_name_prefix="check") as side:
+            digest = side.submit(follow(lambda: self.lander.digest(path, size)))
+            verdict = side.submit(follow(lambda: self.suite.validate(path, item.key)))
+            try:
+                self._fetch(item, path)
+            except BaseException:
+                progress.failed.set()
+                raise
+            finally:
+                progress.done.set()
+            return digest.result(), verdict.result()
 
     def _digest_and_validate(
         self, item: RemoteItem, path: Path, prior: FileRecord | None
@@ -203,6 +245,11 @@ class FileLander:
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
                              version=item.version, modified=modified, **fields)  # fmt: skip
+
+
+def _following_call(path: Path, progress: WriteProgress, check: Callable[[], T]) -> T:
+    with following(path, progress):
+        return check()
 
 
 def _verdict_word(verdict: Verdict) -> str:

@@ -10,6 +10,8 @@ from typing import IO, Any, ClassVar, Self, cast
 
 from pydantic import BaseModel
 
+from module_system.growing_file import open_following
+
 MAX_REPORTED_ERRORS = 100
 
 
@@ -94,7 +96,23 @@ class Validator(ABC):
 
 
 def open_binary(path: Path, name: str) -> IO[bytes]:
-    """Open a file for reading, decompressing when its name ends in ``.gz``."""
+    """Open a file for reading, decompressing when its name ends in ``.gz``. While the
+    pipeline is still downloading the file, the reader follows the download."""
+    raw = open_following(path)
     if name.lower().endswith(".gz"):
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb")
+        return cast(IO[bytes], _ClosingGzipFile(raw))
+    return raw
+
+
+class _ClosingGzipFile(gzip.GzipFile):
+    """A gzip reader that also closes the file it reads from."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()

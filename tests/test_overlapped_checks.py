@@ -1,0 +1,113 @@
+"""Big files are hashed and validated while they download; a failed download falls back
+to a plain retry. Against the real S3 server, through a proxy that can cut a download."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from module_system.demo.servers import MotoServer
+from module_system.growing_file import GrowingFileReader, WriteProgress, WriterFailed
+from module_system.results import JobStatus
+from tests.conftest import list_keys, read_json
+from tests.faulty_proxy import faulty_proxy
+from tests.s3_helpers import run_jobs, s3_service
+
+ROOT = "data/s3/svc/"
+LINE = json.dumps({"id": 1, "day": "2026-01-02", "pad": "p" * 100}) + "\n"
+
+
+class RecordingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def big_ndjson(mb: int, last_line: str = LINE) -> bytes:
+    return (LINE * (mb * 1024 * 1024 // len(LINE)) + last_line).encode()
+
+
+def test_big_files_checked_during_download(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    good = big_ndjson(20)
+    bad = big_ndjson(20, last_line='{"id": "x", "day": "2026-01-02"}\n')
+    s3.put_object(Bucket=source_bucket, Key="in/good.ndjson", Body=good)
+    s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
+    messages = RecordingHandler()
+    logger = logging.getLogger("module_system.pipeline")
+    logger.addHandler(messages)
+    logger.setLevel(logging.DEBUG)
+    try:
+        job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
+                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    finally:
+        logger.removeHandler(messages)
+        logger.setLevel(logging.NOTSET)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert (job.counts.valid, job.counts.invalid) == (1, 1)
+    overlapped = [m for m in messages.lines if "while it downloads" in m]
+    assert len(overlapped) == 2
+    head = s3.head_object(Bucket=landing_bucket, Key=ROOT + "validated/good.ndjson")
+    assert head["Metadata"]["sha256"] == hashlib.sha256(good).hexdigest()
+    lines = bad.count(b"\n")
+    report = read_json(s3, landing_bucket, ROOT + "quarantine/bad.ndjson.error.json")
+    assert report["error_count"] == 1
+    assert report["errors"][0]["location"] == f"line {lines}: $.id"
+
+
+def test_cut_download_falls_back_to_a_plain_retry(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    data = big_ndjson(18)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+    cut = []
+
+    def cut_first_download(method: str, path: str, n: int) -> str | None:
+        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
+            cut.append(n)
+            return "truncate"
+        return None
+
+    with faulty_proxy(s3_server.url, cut_first_download) as proxy:
+        landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
+        job = run_jobs(tmp_path, landing, {"svc": s3_service(proxy.url, source_bucket)},
+                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    assert cut and job.status is JobStatus.COMPLETED, job.error
+    assert job.counts.valid == 1 and job.counts.fetched == 1
+    assert job.retries.get("TransientError") == 1  # our retry, not botocore's
+    assert list_keys(s3, landing_bucket, ROOT + "validated/") == [ROOT + "validated/big.ndjson"]
+    landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")["Body"].read()
+    assert landed == data
+
+
+def test_growing_reader_waits_for_the_writer_and_stops_on_failure(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    progress = WriteProgress()
+    reader = GrowingFileReader(path, progress)
+    buffer = bytearray(10)
+    assert reader.readinto(buffer) == 3
+    with path.open("ab") as fh:
+        fh.write(b"def")
+    assert reader.readinto(buffer) == 3 and bytes(buffer[:3]) == b"def"
+    progress.done.set()
+    assert reader.readinto(buffer) == 0  # end of file only once the writer is done
+    failed = WriteProgress()
+    failed.failed.set()
+    failing = GrowingFileReader(path, failed)
+    with pytest.raises(WriterFailed):
+        failing.readinto(buffer)
+    reader.close()
+    failing.close()
