@@ -25,8 +25,12 @@ format: $(STAMP)
 	$(BIN)/ruff format module_system tests benchmarks orchestrator test_system.py
 	$(BIN)/ruff check --fix module_system tests benchmarks orchestrator test_system.py
 
-bench: $(STAMP)
+bench: $(STAMP)  # each compares against its peer on local servers; see docs/benchmarks.md
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_s3_to_s3.py
+	$(BIN)/python benchmarks/bench_ftp_to_s3.py
+	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_web.py
 
 clean:
 	rm -rf $(VENV) temp module_system_state.db*

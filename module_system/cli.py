@@ -79,7 +79,11 @@ def main() -> None:
 @click.option(
     "--full-refresh", is_flag=True, help="Ignore what earlier runs landed; land everything again."
 )
-@click.option("--fail-on-invalid", is_flag=True, help="Exit 1 when any file was quarantined.")
+@click.option(
+    "--fail-on-invalid",
+    is_flag=True,
+    help="Fail a job (and exit 1) when any of its files was quarantined.",
+)
 @click.option(
     "--job-timeout",
     type=click.FloatRange(min=0, min_open=True),

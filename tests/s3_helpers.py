@@ -40,12 +40,15 @@ def run_jobs(
     jobs: list[tuple[str, str]],
     state_url: str,
     options: RunOptions | None = None,
+    max_workers: int = 4,
 ) -> BatchResult:
     registry = load_registry(write_registry(tmp_path / "registry.yaml", landing, services))
     batch = load_batch(write_batch(tmp_path / "batch.json", jobs), registry)
     state = StateStore(state_url)
     try:
-        return run_batch(registry, batch, state, max_workers=4, options=options or RunOptions())
+        return run_batch(
+            registry, batch, state, max_workers=max_workers, options=options or RunOptions()
+        )
     finally:
         state.close()
 

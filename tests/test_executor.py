@@ -16,6 +16,7 @@ from module_system.demo.servers import MotoServer
 from module_system.pipeline import RunOptions
 from module_system.results import JobStatus
 from module_system.sources import SOURCE_TYPES, RemoteItem, Source, SourceContext
+from module_system.state import StateStore
 from tests.s3_helpers import run_jobs
 
 
@@ -86,6 +87,34 @@ def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
     for job in result.jobs:
         assert job.counts.uploaded < 20  # stopped taking new files
         assert job.counts.failed == 0  # files already started finished cleanly
+
+
+def test_ctrl_c_records_jobs_never_started_as_cancelled(
+    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def interrupt_when_busy() -> None:
+        GateSource.entered.wait(30)
+        signal.pthread_kill(main_thread, signal.SIGINT)
+        GateSource.release.set()
+
+    threading.Thread(target=interrupt_when_busy, daemon=True).start()
+    services = {f"g{n}": {"type": "gate", "source": {"count": 3}} for n in range(3)}
+    jobs = [("j0", "g0"), ("j1", "g1"), ("j2", "g2")]
+    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url,
+                      max_workers=1)  # fmt: skip
+    assert [j.status for j in result.jobs] == [JobStatus.CANCELLED] * 3
+    assert result.jobs[0].counts.uploaded >= 1  # the running job finished its started files
+    assert [j.error for j in result.jobs[1:]] == ["not started: batch interrupted"] * 2
+    store = StateStore(state_url)
+    (run,) = store.runs()
+    assert run["status"] == "interrupted"
+    assert {j["job_id"]: j["status"] for j in store.jobs(run["run_id"])} == {
+        "j0": "cancelled", "j1": "cancelled", "j2": "cancelled"
+    }  # fmt: skip
+    store.close()
 
 
 def test_job_timeout(
