@@ -148,3 +148,18 @@ def test_retrier_honours_retry_after_and_cancel() -> None:
         Retrier(RetryConfig(attempts=3), cancel).call(
             lambda: (_ for _ in ()).throw(TransientError("x")), "cancelled"
         )
+
+
+def test_ndjson_batches_report_exact_lines_with_and_without_refs(tmp_path: Path) -> None:
+    plain = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    with_ref = {"$defs": {"n": {"type": "integer"}},
+                "type": "object", "properties": {"n": {"$ref": "#/$defs/n"}}}  # fmt: skip
+    lines = [json.dumps({"n": i}) for i in range(2500)]
+    lines[1500] = json.dumps({"n": "bad"})
+    lines[2100] = ""  # blank lines are allowed
+    path = tmp_path / "big.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    for schema in (plain, with_ref):
+        verdict = make_validator(schema).validate(path, "big.ndjson")
+        assert verdict.records == 2499 and verdict.error_count == 1
+        assert verdict.issues[0].location == "line 1501: $.n"
