@@ -71,6 +71,12 @@ def following(path: Path, progress: WriteProgress) -> Iterator[None]:
         _following.reset(token)
 
 
+def is_following(path: Path) -> bool:
+    """True while this thread reads ``path`` as it is being written (a big download)."""
+    current = _following.get()
+    return current is not None and current[0] == path
+
+
 def open_following(path: Path) -> IO[bytes]:
     """Open ``path`` for reading: plainly, or following its writer when asked to."""
     current = _following.get()

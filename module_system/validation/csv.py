@@ -1,5 +1,9 @@
 """CSV files checked row by row, optionally against a Frictionless Table Schema.
 
+UTF-8 files first take the Arrow fast path (:mod:`module_system.validation.csv_fast`),
+which reports exactly what the pure-Python path below does; files it cannot read exactly
+the same way are checked by the pure-Python path (``FAST_PATH = False`` forces it).
+
 The file streams through Python's C ``csv`` reader in batches of rows, so memory stays
 flat whatever the file size (only ``unique`` columns remember their values). Each batch
 is transposed into columns and checked column-wise (see
@@ -19,6 +23,7 @@ import csv
 import io
 import itertools
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,9 +32,14 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from module_system.growing_file import is_following
 from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
 from module_system.validation.table_schema import FieldCheck, SchemaError, compile_schema
 
+FAST_PATH = True  # False: always the pure-Python path (tests compare the two)
+# Smaller files take the pure-Python path: for them Arrow's set-up (and its ~70 MB of
+# memory once imported) costs more than it saves.
+FAST_PATH_MIN_BYTES = 2 * 1024 * 1024
 BATCH_ROWS = 600  # under gc gen0 threshold (700): row lists die before a collection
 _BAD_BYTES = re.compile("[\udc80-\udcff]")  # what surrogateescape turns undecodable bytes into
 _ERRORS = "module_system.csv.flag_undecodable"
@@ -45,6 +55,7 @@ def _flag_undecodable(exc: UnicodeError) -> tuple[str | bytes, int]:
 
 
 codecs.register_error(_ERRORS, _flag_undecodable)
+log = logging.getLogger(__name__)
 
 
 class CsvOptions(BaseModel):
@@ -90,6 +101,30 @@ class CsvValidator(Validator):
         return options
 
     def validate(self, path: Path, name: str) -> Verdict:
+        big = is_following(path) or path.stat().st_size >= FAST_PATH_MIN_BYTES
+        if FAST_PATH and big and _csv_fast().usable(self.options):
+            verdict = self._validate_fast(path, name)
+            if verdict is not None:
+                return verdict
+        return self._validate_python(path, name)
+
+    def _validate_fast(self, path: Path, name: str) -> Verdict | None:
+        """Arrow's reader and vectorized checks; None when the file must be checked the
+        pure-Python way instead (see :mod:`module_system.validation.csv_fast`)."""
+        options: CsvOptions = self.options
+        issues = IssueCollector()
+        checks = compile_schema(options.table_schema) if options.table_schema else None
+        _decode_state.bad = 0
+        csv_fast = _csv_fast()
+        try:
+            with open_binary(path, name) as raw:
+                records = csv_fast.check_stream(raw, options, _TableCheck(options, checks, issues))
+        except csv_fast.FallBack as exc:
+            log.debug("csv %s: checked the pure-Python way: %s", name, exc)
+            return None
+        return issues.verdict(self.name, records)
+
+    def _validate_python(self, path: Path, name: str) -> Verdict:
         options: CsvOptions = self.options
         issues = IssueCollector()
         checks = compile_schema(options.table_schema) if options.table_schema else None
@@ -263,3 +298,10 @@ class _TableCheck:
         if minimum is not None and records < minimum:
             what = "header only, no data rows" if records == 0 else f"{records} data rows"
             self.issues.add(f"{what}; at least {minimum} required (min_rows)", "file")
+
+
+def _csv_fast() -> Any:
+    """The Arrow fast path, imported on first use (pyarrow is big)."""
+    from module_system.validation import csv_fast
+
+    return csv_fast

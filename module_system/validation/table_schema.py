@@ -82,6 +82,7 @@ class FieldCheck:
     seen: dict[Any, None] = field(default_factory=dict)
     _known: dict[str, Any] = field(default_factory=dict)  # text -> typed, recent values
     _canonical: bool = False  # the last integer batch was plain digits, no leading zeros
+    truth: tuple[frozenset[str], frozenset[str]] | None = None  # a boolean's texts (true, false)
 
     @property
     def need_values(self) -> bool:
@@ -175,15 +176,18 @@ class FieldCheck:
                 return False
             if self.enum is not None and not self.enum.issuperset(typed):
                 return False
-        if self.unique:  # last: only a column that passed everything else is remembered
-            keys = self._unique_keys(present)
-            before = len(self.seen)
-            self.seen.update(dict.fromkeys(keys))
-            added = len(self.seen) - before
-            if added != len(keys):  # a repeat: forget this batch (newest keys come last)
-                for key in list(itertools.islice(reversed(self.seen), added)):
-                    del self.seen[key]
-                return False
+        # last: only a column that passed everything else is remembered
+        return not self.unique or self.remember(self._unique_keys(present))
+
+    def remember(self, keys: Sequence[Any]) -> bool:
+        """Add a clean batch's unique keys; on a repeat, forget them all and say False."""
+        before = len(self.seen)
+        self.seen.update(dict.fromkeys(keys))
+        added = len(self.seen) - before
+        if added != len(keys):  # a repeat: forget this batch (newest keys come last)
+            for key in list(itertools.islice(reversed(self.seen), added)):
+                del self.seen[key]
+            return False
         return True
 
     def _unique_keys(self, present: Sequence[str]) -> Sequence[Any]:
@@ -272,6 +276,10 @@ def _compile_field(spec: Any, index: int, missing: frozenset[str]) -> FieldCheck
     fmt = spec.get("format", "default")
     parse, form = _type_parser(name, kind, fmt, spec)
     check = FieldCheck(name=name, type=kind, parse=parse, form=form, missing=missing)
+    if kind == "boolean":  # for the Arrow fast path (module_system.validation.csv_fast)
+        texts = [spec.get("trueValues", DEFAULT_TRUE), spec.get("falseValues", DEFAULT_FALSE)]
+        true_texts, false_texts = (frozenset(v for v in t if isinstance(v, str)) for t in texts)
+        check.truth = (true_texts, false_texts)
     if kind == "string" and fmt in _STRING_FORMATS:
         rx = re.compile(_STRING_FORMATS[fmt])
         check.string_rules.append((lambda v: bool(rx.fullmatch(v)), f"format: not a valid {fmt}"))
@@ -364,7 +372,10 @@ def _any_format_parser(kind: str) -> Parse:
 
 
 def _batch_form(form: str) -> re.Pattern[str]:
-    return re.compile(f"(?:(?:{form})\n)*")
+    # Atomic: once a value matched, never re-split its digits. Without it one bad value
+    # after a few dozen numbers backtracked exponentially (10 numbers: 19 s). Each form's
+    # greedy match is its longest, so the language is the same.
+    return re.compile(f"(?:(?>{form})\n)*")
 
 
 def _apply_constraints(check: FieldCheck, constraints: dict[str, Any], name: str) -> None:
