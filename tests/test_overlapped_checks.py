@@ -111,3 +111,62 @@ def test_growing_reader_waits_for_the_writer_and_stops_on_failure(tmp_path: Path
         failing.readinto(buffer)
     reader.close()
     failing.close()
+
+
+def test_big_valid_file_streams_into_place_and_invalid_one_never_appears(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    good = big_ndjson(22)
+    bad = big_ndjson(22, last_line='{"id": "x", "day": "2026-01-02"}\n')
+    s3.put_object(Bucket=source_bucket, Key="in/good.ndjson", Body=good)
+    s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
+               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
+    messages = RecordingHandler()
+    logger = logging.getLogger("module_system.pipeline")
+    logger.addHandler(messages)
+    logger.setLevel(logging.DEBUG)
+    try:
+        job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
+                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    finally:
+        logger.removeHandler(messages)
+        logger.setLevel(logging.NOTSET)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert (job.counts.valid, job.counts.invalid) == (1, 1)
+    assert sum("and uploading while it downloads" in m for m in messages.lines) == 2
+    assert not any("streamed upload failed" in m for m in messages.lines)
+    key = ROOT + "validated/good.ndjson"
+    head = s3.head_object(Bucket=landing_bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ContentLength"] == len(good) and head["Metadata"]["verdict"] == "valid"
+    assert s3.get_object(Bucket=landing_bucket, Key=key)["Body"].read() == good
+    keys = list_keys(s3, landing_bucket)
+    assert ROOT + "validated/bad.ndjson" not in keys  # its streamed upload was aborted
+    assert ROOT + "quarantine/bad.ndjson" in keys
+    assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []
+
+
+def test_cut_download_aborts_the_streamed_upload(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    data = big_ndjson(18)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+    cut: list[int] = []
+
+    def cut_first_download(method: str, path: str, n: int) -> str | None:
+        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
+            cut.append(n)
+            return "truncate"
+        return None
+
+    with faulty_proxy(s3_server.url, cut_first_download) as proxy:
+        landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
+                   "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
+        job = run_jobs(tmp_path, landing, {"svc": s3_service(proxy.url, source_bucket)},
+                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    assert cut and job.status is JobStatus.COMPLETED, job.error
+    landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")["Body"].read()
+    assert landed == data
+    assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []

@@ -24,6 +24,7 @@ from module_system.aws import make_client, translate_errors
 from module_system.config.models import LandingConfig
 from module_system.errors import TerminalError, TransientError
 from module_system.landing.checksums import FileDigest, digest_file
+from module_system.landing.streaming import StreamingUpload
 
 MB = 1024 * 1024
 
@@ -67,8 +68,7 @@ class S3Lander:
         )
         extra = {
             "ChecksumAlgorithm": "SHA256",
-            "Metadata": _ascii_metadata({**metadata, "sha256": digest.sha256_hex}),
-            "ContentType": mimetypes.guess_type(key)[0] or "application/octet-stream",
+            **self._object_args(key, {**metadata, "sha256": digest.sha256_hex}),
         }
         bucket = self.landing.bucket
         if not multipart:
@@ -85,7 +85,7 @@ class S3Lander:
                 if isinstance(exc.__context__, botocore.exceptions.ClientError):
                     raise exc.__context__ from exc
                 raise TransientError(f"s3://{bucket}/{key}: upload failed: {exc}") from exc
-        self._verify(key, digest.s3_checksum(multipart), digest.size)
+        self.verify(key, digest.s3_checksum(multipart), digest.size)
         return UploadResult(key, digest.size, digest.sha256_hex)
 
     def put_json(self, key: str, document: Any) -> UploadResult:
@@ -102,7 +102,24 @@ class S3Lander:
             )
         return UploadResult(key, len(body), "")
 
-    def _verify(self, key: str, expected: str, size: int) -> None:
+    def streams(self, size: int | None) -> bool:
+        """Whether a file of ``size`` bytes is uploaded in parts (and so can be streamed)."""
+        return size is not None and size >= self.threshold
+
+    def streaming_upload(self, key: str, size: int, metadata: dict[str, str]) -> StreamingUpload:
+        """A multipart upload fed during the download; visible only once completed. Its
+        metadata has no ``sha256``: that is known only at the end (the manifest has it)."""
+        return StreamingUpload(self, key, size, self._object_args(key, metadata))
+
+    @staticmethod
+    def _object_args(key: str, metadata: dict[str, str]) -> dict[str, Any]:
+        return {
+            "Metadata": _ascii_metadata(metadata),
+            "ContentType": mimetypes.guess_type(key)[0] or "application/octet-stream",
+        }
+
+    def verify(self, key: str, expected: str, size: int) -> None:
+        """Compare the checksum and size S3 stored for ``key`` with ours."""
         bucket = self.landing.bucket
         with translate_errors(self.landing, bucket, key):
             head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")

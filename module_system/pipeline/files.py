@@ -7,14 +7,14 @@ at most twice that many items wait, so a listing of millions is never held at on
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import logging
 import re
 import threading
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from module_system.errors import (
     FatalError,
@@ -23,12 +23,13 @@ from module_system.errors import (
     TerminalError,
     TransientError,
 )
-from module_system.growing_file import WriteProgress, following
 from module_system.landing.checksums import FileDigest
 from module_system.landing.keys import ERROR_SUFFIX
 from module_system.landing.manifest import ManifestEntry
+from module_system.landing.streaming import StreamingUpload
 from module_system.landing.uploader import S3Lander
 from module_system.observability.redaction import redact
+from module_system.pipeline.overlap import Checked, fetch_while_checking
 from module_system.results import FileOutcome
 from module_system.sources import RemoteItem, Source
 from module_system.state.store import FileRecord
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from module_system.pipeline.job import JobRun
 
 log = logging.getLogger("module_system.pipeline")
-T = TypeVar("T")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}$")
 # New files at least this big are hashed and validated at once, on two cores.
 PARALLEL_CHECK_BYTES = 16 * 1024 * 1024
@@ -125,12 +125,13 @@ class FileLander:
         prior = self._prior(item)
         if prior and item.version and prior.version == item.version:
             return self._unchanged(item, prior)
-        digest, verdict = self._fetch_and_check(item, path, prior)
+        checked = self._fetch_and_check(item, path, prior)
+        digest = checked.digest
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
             self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict, digest.size)
             return self._unchanged(item, prior)
-        verdict = verdict or self.suite.validate(path, item.key)
-        key = self._upload(item, path, digest, verdict)
+        verdict = checked.verdict or self.suite.validate(path, item.key)
+        key = checked.landed_key or self._upload(item, path, digest, verdict)
         self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
         outcome = FileOutcome.LANDED if verdict.valid else FileOutcome.QUARANTINED
         log.debug("%s -> %s (%s)", item.uri, key, outcome.value)
@@ -149,45 +150,31 @@ class FileLander:
         return self._entry(item, FileOutcome.SKIPPED, sha256=prior.sha256,
                            landing_key=prior.landing_key, verdict=prior.verdict)  # fmt: skip
 
-    def _fetch_and_check(
-        self, item: RemoteItem, path: Path, prior: FileRecord | None
-    ) -> tuple[FileDigest, Verdict | None]:
-        """Fetch with retries; a big new file is hashed and validated while it downloads
-        (first try only: a retry may rewrite the file, so it is checked afterwards)."""
+    def _fetch_and_check(self, item: RemoteItem, path: Path, prior: FileRecord | None) -> Checked:
+        """Fetch with retries. A big new file is hashed, validated and (if big enough for
+        parts) uploaded while it downloads; only on the first try, since a retry may rewrite
+        the file: then it is checked afterwards."""
         overlap = prior is None and (item.size or 0) >= PARALLEL_CHECK_BYTES
         tries = itertools.count()
 
-        def attempt() -> tuple[FileDigest, Verdict] | None:
+        def attempt() -> Checked | None:
             if overlap and next(tries) == 0:
-                return self._fetch_while_checking(item, path)
+                fetch = functools.partial(self._fetch, item, path)
+                stream = self._stream_for(item)
+                return fetch_while_checking(fetch, item, path, self.lander, self.suite, stream)
             self._fetch(item, path)
             return None
 
         checked = self.job.retrier.call(attempt, f"fetch {item.uri}")
         self.job.count(fetched=1)
-        return checked or self._digest_and_validate(item, path, prior)
+        return checked or Checked(*self._digest_and_validate(item, path, prior))
 
-    def _fetch_while_checking(self, item: RemoteItem, path: Path) -> tuple[FileDigest, Verdict]:
-        progress = WriteProgress()
-        path.touch()
-        size = item.size
-        log.debug("%s: hashing and validating while it downloads", item.uri)
-
-        def follow(check: Callable[[], T]) -> Callable[[], T]:
-            context = contextvars.copy_context()
-            return lambda: context.run(_following_call, path, progress, check)
-
-        with ThreadPoolExecutor(2, thread_name_prefix="check") as side:
-            digest = side.submit(follow(lambda: self.lander.digest(path, size)))
-            verdict = side.submit(follow(lambda: self.suite.validate(path, item.key)))
-            try:
-                self._fetch(item, path)
-            except BaseException:
-                progress.failed.set()
-                raise
-            finally:
-                progress.done.set()
-            return digest.result(), verdict.result()
+    def _stream_for(self, item: RemoteItem) -> StreamingUpload | None:
+        if not self.lander.streams(item.size) or item.size is None:
+            return None
+        key = self.job.layout.valid_key(item.key)
+        self._claim(key, item)
+        return self.lander.streaming_upload(key, item.size, self._metadata(item, "valid"))
 
     def _digest_and_validate(
         self, item: RemoteItem, path: Path, prior: FileRecord | None
@@ -211,18 +198,21 @@ class FileLander:
         layout, retrier = self.job.layout, self.job.upload_retrier
         key = layout.valid_key(item.key) if verdict.valid else layout.quarantine_key(item.key)
         self._claim(key, item)
-        metadata = {
-            "source-uri": item.uri,
-            "service-id": self.job.job.service_id,
-            "job-id": self.job.job.job_id,
-            "run-id": self.job.run_id,
-            "verdict": _verdict_word(verdict),
-        }
+        metadata = self._metadata(item, _verdict_word(verdict))
         if not verdict.valid:  # the reason first: a quarantined file is never without one
             report = {"source_uri": item.uri, "landing_key": key, **verdict.as_dict()}
             retrier.call(lambda: self.lander.put_json(key + ERROR_SUFFIX, report), f"upload {key}")
         retrier.call(lambda: self.lander.upload_file(path, key, digest, metadata), f"upload {key}")
         return key
+
+    def _metadata(self, item: RemoteItem, verdict: str) -> dict[str, str]:
+        return {
+            "source-uri": item.uri,
+            "service-id": self.job.job.service_id,
+            "job-id": self.job.job.job_id,
+            "run-id": self.job.run_id,
+            "verdict": verdict,
+        }
 
     def _claim(self, key: str, item: RemoteItem) -> None:
         """Two items of one job must never overwrite each other's landing key."""
@@ -245,11 +235,6 @@ class FileLander:
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
                              version=item.version, modified=modified, **fields)  # fmt: skip
-
-
-def _following_call(path: Path, progress: WriteProgress, check: Callable[[], T]) -> T:
-    with following(path, progress):
-        return check()
 
 
 def _verdict_word(verdict: Verdict) -> str:

@@ -1,0 +1,97 @@
+"""Fetch, hash, validate and upload a big file at the same time.
+
+The download writes the temp file; side threads follow it (see
+:mod:`module_system.growing_file`): one hashes, one validates, and, for a file big enough
+to go in parts, one streams the parts to the landing bucket as a multipart upload that
+stays invisible until completed. It is completed only when the file proves valid; an
+invalid file's upload is aborted and the file lands in quarantine the usual way.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from module_system.growing_file import WriteProgress, following
+from module_system.landing.checksums import FileDigest
+from module_system.landing.streaming import StreamingUpload
+from module_system.landing.uploader import S3Lander
+from module_system.sources import RemoteItem
+from module_system.validation.base import Verdict
+from module_system.validation.suite import ValidationSuite
+
+log = logging.getLogger("module_system.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Checked:
+    digest: FileDigest
+    verdict: Verdict | None  # None: not validated yet
+    landed_key: str | None = None  # set when the streamed upload already landed the file
+
+
+def fetch_while_checking(
+    fetch: Callable[[], None],
+    item: RemoteItem,
+    path: Path,
+    lander: S3Lander,
+    suite: ValidationSuite,
+    stream: StreamingUpload | None,
+) -> Checked:
+    """Run ``fetch`` (which writes ``path``) while hashing, validating and streaming it."""
+    progress = WriteProgress()
+    path.touch()
+    log.debug("%s: hashing, validating%s while it downloads", item.uri,
+              " and uploading" if stream else "")  # fmt: skip
+    try:
+        with ThreadPoolExecutor(3, thread_name_prefix="check") as side:
+            digest = side.submit(_follow(path, progress, lambda: lander.digest(path, item.size)))
+            verdict = side.submit(_follow(path, progress, lambda: suite.validate(path, item.key)))
+            streamed = side.submit(stream.feed, path, progress) if stream else None
+            _run_writer(fetch, progress)
+            checked = Checked(digest.result(), verdict.result())
+        if stream is not None and streamed is not None and checked.verdict:
+            return _complete(stream, streamed, checked)
+        return checked
+    finally:
+        if stream is not None:
+            stream.abort()  # no-op once completed; else nothing ever appears at its key
+
+
+def _run_writer(fetch: Callable[[], None], progress: WriteProgress) -> None:
+    try:
+        fetch()
+    except BaseException:
+        progress.failed.set()
+        raise
+    finally:
+        progress.done.set()
+
+
+def _complete(stream: StreamingUpload, streamed: Future[None], checked: Checked) -> Checked:
+    assert checked.verdict is not None
+    if not checked.verdict.valid:
+        return checked  # aborted by the caller; the file goes to quarantine
+    try:
+        streamed.result()
+        stream.complete(checked.digest)
+    except Exception as exc:  # streaming only saves time: land the file the plain way
+        log.warning("s3 key %s: streamed upload failed (%s); uploading from disk", stream.key, exc)
+        return checked
+    return Checked(checked.digest, checked.verdict, stream.key)
+
+
+def _follow(path: Path, progress: WriteProgress, check: Callable[[], T]) -> Callable[[], T]:
+    context = contextvars.copy_context()  # keeps the job's log context in the side thread
+
+    def run() -> T:
+        with following(path, progress):
+            return check()
+
+    return lambda: context.run(run)
