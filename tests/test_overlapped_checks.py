@@ -6,14 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from module_system.demo.servers import MotoServer
 from module_system.growing_file import GrowingFileReader, WriteProgress, WriterFailed
 from module_system.results import JobStatus
+from module_system.sources import SOURCE_TYPES, RemoteItem, Source, SourceContext
 from tests.conftest import list_keys, read_json
 from tests.faulty_proxy import faulty_proxy
 from tests.s3_helpers import run_jobs, s3_service
@@ -169,4 +173,78 @@ def test_cut_download_aborts_the_streamed_upload(
     assert cut and job.status is JobStatus.COMPLETED, job.error
     landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")["Body"].read()
     assert landed == data
+    assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []
+
+
+def test_ranged_downloads_are_checked_after_they_finish(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    bad = big_ndjson(20, last_line='{"id": "x", "day": "2026-01-02"}\n')
+    s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
+    service = s3_service(s3_server.url, source_bucket)
+    service["source"]["ranged_download_threshold_mb"] = 8  # parts land out of order
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
+               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
+    job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.counts.invalid == 1
+    keys = list_keys(s3, landing_bucket)
+    assert ROOT + "quarantine/bad.ndjson" in keys and ROOT + "validated/bad.ndjson" not in keys
+
+
+class RenamingConfig(BaseModel):
+    file: str
+
+
+class RenamingSource(Source):
+    """Claims to write in place but renames a finished temp file over ``dest``: the
+    pipeline must notice and check the finished file instead."""
+
+    type_name = "renaming"
+    config_model = RenamingConfig
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+
+    @classmethod
+    def from_config(cls, config: RenamingConfig, context: SourceContext) -> RenamingSource:
+        return cls(Path(config.file))
+
+    def list_items(self) -> Iterator[RemoteItem]:
+        size = self.file.stat().st_size
+        yield RemoteItem("big.ndjson", "renaming://big.ndjson", size=size)
+
+    def writes_in_place(self, item: RemoteItem) -> bool:
+        return True
+
+    def fetch(self, item: RemoteItem, dest: Path) -> None:
+        temp = dest.with_suffix(".part")
+        temp.write_bytes(self.file.read_bytes())
+        os.replace(temp, dest)
+
+
+def test_a_replaced_file_is_checked_afterwards(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    SOURCE_TYPES.register("renaming", RenamingSource)
+    bad = big_ndjson(17, last_line='{"id": "x", "day": "2026-01-02"}\n')
+    (tmp_path / "body.ndjson").write_bytes(bad)
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    services = {"svc": {"type": "renaming", "source": {"file": str(tmp_path / "body.ndjson")},
+                        "validation": {"json_schema": schema}}}  # fmt: skip
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
+               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
+    messages = RecordingHandler()
+    logging.getLogger("module_system.pipeline").addHandler(messages)
+    try:
+        job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+    finally:
+        logging.getLogger("module_system.pipeline").removeHandler(messages)
+    assert any("was replaced while it downloaded" in m for m in messages.lines)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.counts.invalid == 1
+    keys = list_keys(s3, landing_bucket, "data/renaming/")
+    assert "data/renaming/svc/quarantine/big.ndjson" in keys
+    assert not any("/validated/" in k for k in keys)
     assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []

@@ -16,11 +16,13 @@ import hashlib
 import io
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from module_system.aws import translate_errors
+from module_system.errors import ModuleSystemError, TerminalError
 from module_system.growing_file import WriteProgress, WriterFailed
 from module_system.landing.checksums import FileDigest
 
@@ -71,8 +73,16 @@ class FileSlice(io.RawIOBase):
 class StreamingUpload:
     """One multipart upload to ``key`` of a ``size``-byte file being written at ``path``."""
 
-    def __init__(self, lander: Any, key: str, size: int, extra: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        lander: Any,
+        key: str,
+        size: int,
+        extra: dict[str, Any],
+        before_complete: Callable[[], None] = lambda: None,
+    ) -> None:
         self.lander, self.key, self.size, self.extra = lander, key, size, extra
+        self.before_complete = before_complete
         self.part_size = lander.part_size(size)
         self.upload_id: str | None = None
         self._parts: dict[int, dict[str, Any]] = {}
@@ -93,6 +103,8 @@ class StreamingUpload:
                 length = min(self.part_size, self.size - offset)
                 checksum = _wait_and_hash(path, offset, length, progress)
                 slots.acquire()
+                if any(f.done() and f.exception() for f in futures):
+                    break  # a part failed: stop sending; result() below raises it
                 future = pool.submit(self._send, path, number, offset, length, checksum)
                 future.add_done_callback(lambda _: slots.release())
                 futures.append(future)
@@ -117,13 +129,20 @@ class StreamingUpload:
         """Make the object visible, then check S3's checksum of it against ours."""
         bucket = self.lander.landing.bucket
         parts = [self._parts[n] for n in sorted(self._parts)]
+        if len(parts) != -(-self.size // self.part_size):
+            raise TerminalError(f"s3://{bucket}/{self.key}: only {len(parts)} parts were sent")
+        self.before_complete()
         with translate_errors(self.lander.landing, bucket, self.key):
             self.lander.client.complete_multipart_upload(
                 Bucket=bucket, Key=self.key, UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts},
             )  # fmt: skip
         self.upload_id = None
-        self.lander.verify(self.key, digest.s3_checksum(multipart=True), digest.size)
+        try:
+            self.lander.verify(self.key, digest.s3_checksum(multipart=True), digest.size)
+        except ModuleSystemError:
+            self.lander.delete(self.key)  # nothing unproven stays visible
+            raise
 
     def abort(self) -> None:
         """Drop the parts sent so far; nothing ever appeared at the key."""

@@ -9,6 +9,7 @@ landed. Files stream from disk through boto3's transfer manager: memory stays bo
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from s3transfer.utils import ChunksizeAdjuster
 
 from module_system.aws import make_client, translate_errors
 from module_system.config.models import LandingConfig
-from module_system.errors import TerminalError, TransientError
+from module_system.errors import ModuleSystemError, TerminalError, TransientError
 from module_system.landing.checksums import FileDigest, digest_file
 from module_system.landing.streaming import StreamingUpload
 
@@ -75,7 +76,8 @@ class S3Lander:
             # One PUT; its response carries the checksum S3 stored, so no HEAD is needed.
             with translate_errors(self.landing, bucket, key), path.open("rb") as body:
                 response = self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-            self._compare(key, response.get("ChecksumSHA256"), digest.sha256_b64)
+            self._checked(key, lambda: self._compare(key, response.get("ChecksumSHA256"),
+                                                     digest.sha256_b64))  # fmt: skip
             return UploadResult(key, digest.size, digest.sha256_hex)
         with translate_errors(self.landing, bucket, key):
             try:
@@ -85,8 +87,16 @@ class S3Lander:
                 if isinstance(exc.__context__, botocore.exceptions.ClientError):
                     raise exc.__context__ from exc
                 raise TransientError(f"s3://{bucket}/{key}: upload failed: {exc}") from exc
-        self.verify(key, digest.s3_checksum(multipart), digest.size)
+        self._checked(key, lambda: self.verify(key, digest.s3_checksum(multipart), digest.size))
         return UploadResult(key, digest.size, digest.sha256_hex)
+
+    def _checked(self, key: str, check: Callable[[], None]) -> None:
+        """Run ``check``; if it fails, delete what was uploaded before re-raising."""
+        try:
+            check()
+        except ModuleSystemError:
+            self.delete(key)
+            raise
 
     def put_json(self, key: str, document: Any) -> UploadResult:
         """Upload a small JSON document (manifests, error reports)."""
@@ -106,10 +116,22 @@ class S3Lander:
         """Whether a file of ``size`` bytes is uploaded in parts (and so can be streamed)."""
         return size is not None and size >= self.threshold
 
-    def streaming_upload(self, key: str, size: int, metadata: dict[str, str]) -> StreamingUpload:
+    def streaming_upload(
+        self,
+        key: str,
+        size: int,
+        metadata: dict[str, str],
+        before_complete: Callable[[], None] = lambda: None,
+    ) -> StreamingUpload:
         """A multipart upload fed during the download; visible only once completed. Its
         metadata has no ``sha256``: that is known only at the end (the manifest has it)."""
-        return StreamingUpload(self, key, size, self._object_args(key, metadata))
+        args = self._object_args(key, metadata)
+        return StreamingUpload(self, key, size, args, before_complete)
+
+    def delete(self, key: str) -> None:
+        """Remove an object that failed its check, so nothing unproven stays visible."""
+        with translate_errors(self.landing, self.landing.bucket, key):
+            self.client.delete_object(Bucket=self.landing.bucket, Key=key)
 
     @staticmethod
     def _object_args(key: str, metadata: dict[str, str]) -> dict[str, Any]:

@@ -154,7 +154,11 @@ class FileLander:
         """Fetch with retries. A big new file is hashed, validated and (if big enough for
         parts) uploaded while it downloads; only on the first try, since a retry may rewrite
         the file: then it is checked afterwards."""
-        overlap = prior is None and (item.size or 0) >= PARALLEL_CHECK_BYTES
+        overlap = (
+            prior is None
+            and (item.size or 0) >= PARALLEL_CHECK_BYTES
+            and self.source.writes_in_place(item)
+        )
         tries = itertools.count()
 
         def attempt() -> Checked | None:
@@ -173,8 +177,9 @@ class FileLander:
         if not self.lander.streams(item.size) or item.size is None:
             return None
         key = self.job.layout.valid_key(item.key)
-        self._claim(key, item)
-        return self.lander.streaming_upload(key, item.size, self._metadata(item, "valid"))
+        metadata = self._metadata(item, "valid")
+        claim = functools.partial(self._claim, key, item)  # only once the file proved valid
+        return self.lander.streaming_upload(key, item.size, metadata, before_complete=claim)
 
     def _digest_and_validate(
         self, item: RemoteItem, path: Path, prior: FileRecord | None

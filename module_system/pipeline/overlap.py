@@ -43,10 +43,15 @@ def fetch_while_checking(
     lander: S3Lander,
     suite: ValidationSuite,
     stream: StreamingUpload | None,
-) -> Checked:
-    """Run ``fetch`` (which writes ``path``) while hashing, validating and streaming it."""
+) -> Checked | None:
+    """Run ``fetch`` (which writes ``path``) while hashing, validating and streaming it.
+
+    Returns None when the followers did not see the file the fetch wrote (it was replaced
+    rather than written in place): the caller then checks the finished file.
+    """
     progress = WriteProgress()
     path.touch()
+    inode = path.stat().st_ino
     log.debug("%s: hashing, validating%s while it downloads", item.uri,
               " and uploading" if stream else "")  # fmt: skip
     try:
@@ -56,6 +61,11 @@ def fetch_while_checking(
             streamed = side.submit(stream.feed, path, progress) if stream else None
             _run_writer(fetch, progress)
             checked = Checked(digest.result(), verdict.result())
+        written = path.stat()
+        if written.st_ino != inode or written.st_size != checked.digest.size:
+            log.warning("%s: the file was replaced while it downloaded; checking it afterwards",
+                        item.uri)  # fmt: skip
+            return None
         if stream is not None and streamed is not None and checked.verdict:
             return _complete(stream, streamed, checked)
         return checked

@@ -91,6 +91,12 @@ class Source(ABC):
         source tells the JSON Schema validator where records sit). Default: unchanged."""
         return validation
 
+    def writes_in_place(self, item: RemoteItem) -> bool:
+        """True when :meth:`fetch` writes ``dest`` itself, front to back (no temp file
+        renamed over it, no out-of-order ranges). Only then may the pipeline hash, check
+        and upload a big file while it downloads. Default: False (checked afterwards)."""
+        return False
+
     def module_name(self) -> str:
         """Name used in the per-job log file, as in the seed (``s3_module``)."""
         return f"{self.type_name}_module"

@@ -229,6 +229,9 @@ class FtpSource(Source):
 
     # --- fetching
 
+    def writes_in_place(self, item: RemoteItem) -> bool:
+        return True  # streamed front to back into dest (resuming appends)
+
     def fetch(self, item: RemoteItem, dest: Path) -> None:
         path: str = item.extra["path"]
         with ftp_errors(self.where(path), "download"), self._pool.connection() as session:

@@ -84,6 +84,11 @@ class S3Source(Source):
 
         return matches(self.config.include) and not matches(self.config.exclude)
 
+    def writes_in_place(self, item: RemoteItem) -> bool:
+        # Ranged downloads write parts out of order into a temp file renamed at the end.
+        threshold = self._ranged_threshold
+        return not (threshold and item.size is not None and item.size >= threshold)
+
     def fetch(self, item: RemoteItem, dest: Path) -> None:
         key = item.extra["s3_key"]
         with translate_errors(self.config, self.config.bucket, key, missing_is_vanished=True):

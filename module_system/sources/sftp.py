@@ -174,6 +174,9 @@ class SftpSource(Source):
 
     # --- fetching
 
+    def writes_in_place(self, item: RemoteItem) -> bool:
+        return True  # streamed front to back into dest (resuming appends)
+
     def fetch(self, item: RemoteItem, dest: Path) -> None:
         path: str = item.extra["path"]
         with sftp_errors(self.where(path), "download"), self._pool.connection() as conn:
