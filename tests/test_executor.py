@@ -62,6 +62,20 @@ def gate_source() -> Iterator[None]:
     GateSource.release.set()
 
 
+def press_ctrl_c_once_busy() -> None:
+    """Once a file is being fetched, send the main thread SIGINT (what Ctrl-C does), then
+    let the fetches finish."""
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def interrupt() -> None:
+        GateSource.entered.wait(30)
+        signal.pthread_kill(main_thread, signal.SIGINT)
+        GateSource.release.set()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+
+
 def landing(s3_server: MotoServer, bucket: str) -> dict[str, Any]:
     return {"bucket": bucket, "endpoint_url": s3_server.url}
 
@@ -69,15 +83,7 @@ def landing(s3_server: MotoServer, bucket: str) -> dict[str, Any]:
 def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
     tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
 ) -> None:
-    main_thread = threading.main_thread().ident
-    assert main_thread is not None
-
-    def interrupt_when_busy() -> None:
-        GateSource.entered.wait(30)
-        signal.pthread_kill(main_thread, signal.SIGINT)  # what Ctrl-C does
-        GateSource.release.set()
-
-    threading.Thread(target=interrupt_when_busy, daemon=True).start()
+    press_ctrl_c_once_busy()
     services = {"gate": {"type": "gate", "source": {"count": 20}, "concurrency": 2}}
     jobs = [("j1", "gate"), ("j2", "gate"), ("j3", "gate")]
     result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url)
@@ -92,15 +98,7 @@ def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
 def test_ctrl_c_records_jobs_never_started_as_cancelled(
     tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
 ) -> None:
-    main_thread = threading.main_thread().ident
-    assert main_thread is not None
-
-    def interrupt_when_busy() -> None:
-        GateSource.entered.wait(30)
-        signal.pthread_kill(main_thread, signal.SIGINT)
-        GateSource.release.set()
-
-    threading.Thread(target=interrupt_when_busy, daemon=True).start()
+    press_ctrl_c_once_busy()
     services = {f"g{n}": {"type": "gate", "source": {"count": 3}} for n in range(3)}
     jobs = [("j0", "g0"), ("j1", "g1"), ("j2", "g2")]
     result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url,

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,20 @@ class RecordingHandler(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+@contextmanager
+def pipeline_log() -> Iterator[RecordingHandler]:
+    """Collect the pipeline's log messages, DEBUG included, during the block."""
+    messages = RecordingHandler()
+    logger = logging.getLogger("module_system.pipeline")
+    logger.addHandler(messages)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(messages)
+        logger.setLevel(logging.NOTSET)
+
+
 def big_ndjson(mb: int, last_line: str = LINE) -> bytes:
     return (LINE * (mb * 1024 * 1024 // len(LINE)) + last_line).encode()
 
@@ -48,16 +63,9 @@ def test_big_files_checked_during_download(
     s3.put_object(Bucket=source_bucket, Key="in/good.ndjson", Body=good)
     s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
     landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-    messages = RecordingHandler()
-    logger = logging.getLogger("module_system.pipeline")
-    logger.addHandler(messages)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with pipeline_log() as messages:
         job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
                        [("j", "svc")], state_url).jobs[0]  # fmt: skip
-    finally:
-        logger.removeHandler(messages)
-        logger.setLevel(logging.NOTSET)
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.valid, job.counts.invalid) == (1, 1)
     overlapped = [m for m in messages.lines if "while it downloads" in m]
@@ -127,16 +135,9 @@ def test_big_valid_file_streams_into_place_and_invalid_one_never_appears(
     s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
     landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
                "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
-    messages = RecordingHandler()
-    logger = logging.getLogger("module_system.pipeline")
-    logger.addHandler(messages)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with pipeline_log() as messages:
         job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
                        [("j", "svc")], state_url).jobs[0]  # fmt: skip
-    finally:
-        logger.removeHandler(messages)
-        logger.setLevel(logging.NOTSET)
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.valid, job.counts.invalid) == (1, 1)
     assert sum("and uploading while it downloads" in m for m in messages.lines) == 2
@@ -235,12 +236,8 @@ def test_a_replaced_file_is_checked_afterwards(
                         "validation": {"json_schema": schema}}}  # fmt: skip
     landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
                "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
-    messages = RecordingHandler()
-    logging.getLogger("module_system.pipeline").addHandler(messages)
-    try:
+    with pipeline_log() as messages:
         job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
-    finally:
-        logging.getLogger("module_system.pipeline").removeHandler(messages)
     assert any("was replaced while it downloaded" in m for m in messages.lines)
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.invalid == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,3 +117,16 @@ class _ClosingGzipFile(gzip.GzipFile):
             super().close()
         finally:
             self._raw.close()
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object from ``path`` (a schema file), with errors that name ``what``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{what} file not found: {path.resolve()}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} file {path}: expected a JSON object")
+    return data

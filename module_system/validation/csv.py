@@ -22,7 +22,6 @@ import codecs
 import csv
 import io
 import itertools
-import json
 import logging
 import re
 import threading
@@ -33,8 +32,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from module_system.growing_file import is_following
-from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
-from module_system.validation.table_schema import FieldCheck, SchemaError, compile_schema
+from module_system.validation.base import (
+    IssueCollector,
+    Validator,
+    Verdict,
+    open_binary,
+    read_json_object,
+)
+from module_system.validation.table_schema import FieldCheck, compile_schema
 
 FAST_PATH = True  # False: always the pure-Python path (tests compare the two)
 # Smaller files take the pure-Python path: for them Arrow's set-up (and its ~70 MB of
@@ -93,7 +98,7 @@ class CsvValidator(Validator):
         raw = dict(raw or {})
         schema = raw.get("table_schema")
         if isinstance(schema, str):
-            raw["table_schema"] = _read_schema(base_dir / schema)
+            raw["table_schema"] = read_json_object(base_dir / schema, "table_schema")
             raw["schema_source"] = str((base_dir / schema).resolve())
         options = CsvOptions.model_validate(raw)
         if options.table_schema is not None:
@@ -143,18 +148,6 @@ class CsvValidator(Validator):
             issues.add(f"cannot read the file: {exc}", "file")
             records = None
         return issues.verdict(self.name, records)
-
-
-def _read_schema(path: Path) -> dict[str, Any]:
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"table_schema file not found: {path.resolve()}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"table_schema file {path} is not valid JSON: {exc}") from None
-    if not isinstance(schema, dict):
-        raise SchemaError(f"table_schema file {path}: expected a JSON object")
-    return schema
 
 
 class _TableCheck:

@@ -25,7 +25,13 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from module_system import json_path
-from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
+from module_system.validation.base import (
+    IssueCollector,
+    Validator,
+    Verdict,
+    open_binary,
+    read_json_object,
+)
 
 LINE_DELIMITED = (".ndjson", ".jsonl")
 BATCH_LINES = 1000
@@ -63,12 +69,7 @@ class JsonSchemaValidator(Validator):
             return options.model_copy(update={"records_path": raw.get("records_path")})
         if isinstance(raw, str):
             schema_path = (base_dir / raw).resolve()
-            try:
-                schema = json.loads(schema_path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise ValueError(f"schema file not found: {schema_path}") from None
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"schema file {schema_path} is not valid JSON: {exc}") from None
+            schema = read_json_object(schema_path, "schema")
             options = JsonSchemaOptions.model_validate(
                 {"schema": schema, "source": str(schema_path)}
             )
