@@ -102,3 +102,13 @@ def test_incremental_run_on_postgres(
     second = run_jobs(tmp_path, landing, services, [("j", "pgsvc")], pg_url).jobs[0]
     assert first.status is second.status is JobStatus.COMPLETED
     assert (first.counts.valid, second.counts.skipped, second.counts.uploaded) == (3, 3, 0)
+
+
+def test_record_files_in_one_batch_last_record_of_a_key_wins(store_url: str) -> None:
+    service = f"svc-{uuid.uuid4().hex[:6]}"
+    store = StateStore(store_url)
+    store.record_files(service, [record("a", sha="1" * 64), record("b"), record("a", sha="2" * 64)])
+    store.record_files(service, [record("b", version="v9")])
+    landed = store.landed_files(service)
+    assert landed["a"].sha256 == "2" * 64 and landed["b"].version == "v9"
+    store.close()

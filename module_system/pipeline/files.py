@@ -12,6 +12,7 @@ import itertools
 import logging
 import re
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ log = logging.getLogger("module_system.pipeline")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}$")
 # New files at least this big are hashed and validated at once, on two cores.
 PARALLEL_CHECK_BYTES = 16 * 1024 * 1024
+RECORD_BATCH = 200  # landed files written to the state store per transaction
+RECORD_FLUSH_SECONDS = 2.0  # ... or at least this often
 
 
 class FileLander:
@@ -61,8 +64,17 @@ class FileLander:
         self.known, self.tmp = known, tmp
         self._keys_taken: dict[str, str] = {}  # landing key -> item key, to catch collisions
         self._keys_lock = threading.Lock()
+        self._records: list[FileRecord] = []  # landed, not yet written to the state store
+        self._records_lock = threading.Lock()
+        self._flush_due = time.monotonic() + RECORD_FLUSH_SECONDS
 
     def land_all(self) -> None:
+        try:
+            self._land_items()
+        finally:
+            self.flush_records()
+
+    def _land_items(self) -> None:
         limit = self.job.service.concurrency
         pending: set[Future[None]] = set()
         with ThreadPoolExecutor(limit, thread_name_prefix=f"{self.job.job.job_id}-file") as pool:
@@ -232,7 +244,21 @@ class FileLander:
             sha256=sha, verdict=verdict, landing_key=key,
             run_id=self.job.run_id, job_id=self.job.job.job_id,
         )  # fmt: skip
-        self.job.state.record_file(self.job.job.service_id, record)
+        with self._records_lock:
+            self._records.append(record)
+            due = len(self._records) >= RECORD_BATCH or time.monotonic() > self._flush_due
+        if due:
+            self.flush_records()
+
+    def flush_records(self) -> None:
+        """Write the landed files recorded so far. In batches: one transaction per file
+        would make the state store the bottleneck of a job of many small files. A crash
+        before a flush only means those files land again (to the same keys) next run."""
+        with self._records_lock:
+            records, self._records = self._records, []
+            self._flush_due = time.monotonic() + RECORD_FLUSH_SECONDS
+        if records:
+            self.job.state.record_files(self.job.job.service_id, records)
 
     def _entry(self, item: RemoteItem, outcome: FileOutcome, **fields: Any) -> ManifestEntry:
         fields.setdefault("size", item.size)

@@ -133,8 +133,15 @@ class StateStore:
         return {r["item_key"]: FileRecord(**{k: r[k] for k in fields}) for r in rows}
 
     def record_file(self, service_id: str, record: FileRecord) -> None:
-        row = {"service_id": service_id, **record.__dict__, "landed_at": _now()}
-        self._upsert(schema.files, row, ["service_id", "item_key"])
+        self.record_files(service_id, [record])
+
+    def record_files(self, service_id: str, records: list[FileRecord]) -> None:
+        """Record landed files in one transaction (the last record of a key wins)."""
+        now = _now()
+        rows = {r.item_key: {"service_id": service_id, **r.__dict__, "landed_at": now}
+                for r in records}  # fmt: skip
+        if rows:
+            self._upsert_many(schema.files, list(rows.values()), ["service_id", "item_key"])
 
     # cursors -------------------------------------------------------------------------
     def get_cursor(self, service_id: str, name: str) -> str | None:
@@ -151,12 +158,15 @@ class StateStore:
         return CursorStore(self, service_id)
 
     def _upsert(self, table: Any, row: dict[str, Any], keys: list[str]) -> None:
+        self._upsert_many(table, [row], keys)
+
+    def _upsert_many(self, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
-        stmt = dialect.insert(table).values(**row)
-        updates = {k: v for k, v in row.items() if k not in keys}
+        stmt = dialect.insert(table)
+        updates = {name: stmt.excluded[name] for name in rows[0] if name not in keys}
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
         with self._writing() as conn:
-            conn.execute(stmt)
+            conn.execute(stmt, rows)
 
 
 class CursorStore:
