@@ -72,6 +72,7 @@ def test_flaky_503s_are_retried(run: Any, api: ApiServer) -> None:
     assert job.result.status == "completed", job.result.error
     assert len(api.paths("/flaky")) == 3
     assert job.pages[0]["details"]["records"] == 3
+    assert job.result.retries == {"TransientError": 2}  # counted in the job's report
 
 
 def test_503s_past_the_attempts_fail_the_job(run: Any, api: ApiServer) -> None:

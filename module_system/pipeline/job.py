@@ -112,6 +112,7 @@ class JobRun:
             cancel=self.cancel,
             full_refresh=self.options.full_refresh,
             extract=self.service.extract,
+            retrier=self.retrier,
         )
         known = {} if self.options.full_refresh else self.state.landed_files(self.job.service_id)
         suite = ValidationSuite(self.service.validation)

@@ -32,7 +32,6 @@ from pydantic import ConfigDict, Field, field_validator
 from module_system import json_path
 from module_system.config.models import StrictModel
 from module_system.observability.redaction import mask_url
-from module_system.retry import Retrier
 from module_system.sources.base import RemoteItem, Source, SourceContext
 from module_system.sources.http.auth import AuthConfig
 from module_system.sources.http.client import ApiClient
@@ -98,7 +97,7 @@ class ApiSource(Source):
             if config.incremental
             else None
         )
-        self.retrier = Retrier(context.retry, context.cancel)
+        self.retrier = context.make_retrier()
         self.unreadable_pages = 0
         self._spool: tempfile.TemporaryDirectory[str] | None = None
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel
 
+from module_system.retry import Retrier
+
 if TYPE_CHECKING:
     import logging
 
@@ -55,6 +57,11 @@ class SourceContext:
     cancel: threading.Event = field(default_factory=threading.Event)
     full_refresh: bool = False
     extract: ExtractConfig | None = None  # the service's ``extract:`` block, if any
+    retrier: Retrier | None = None  # the job's: retries made here count in its report
+
+    def make_retrier(self) -> Retrier:
+        """The job's retrier, or one of the service's retry settings outside a job."""
+        return self.retrier or Retrier(self.retry, self.cancel)
 
 
 class Source(ABC):

@@ -31,7 +31,6 @@ from module_system.errors import (
     TerminalError,
     TransientError,
 )
-from module_system.retry import Retrier
 from module_system.sources.base import RemoteItem, Source, SourceContext
 from module_system.sources.connection_pool import ConnectionPool
 from module_system.sources.file_server import FileServerConfig, file_version, relative_key
@@ -67,7 +66,7 @@ class SftpSource(Source):
     def __init__(self, config: SftpSourceConfig, context: SourceContext) -> None:
         self.config = config
         self.context = context
-        self._retrier = Retrier(context.retry, context.cancel)
+        self._retrier = context.make_retrier()
         self._pool: ConnectionPool[_Connection] = ConnectionPool(
             self._open, _close, config.max_connections, _is_alive
         )

@@ -24,7 +24,6 @@ from pydantic import Field, field_validator
 from module_system import __name__ as _package
 from module_system.config.models import StrictModel
 from module_system.errors import ConfigError, TerminalError
-from module_system.retry import Retrier
 from module_system.sources.base import RemoteItem, Source, SourceContext
 from module_system.sources.crawl.crawler import Crawler, CrawlSettings, PageResult
 from module_system.sources.crawl.extract import Extractor
@@ -130,7 +129,7 @@ class WebSource(Source):
             crawler = Crawler(
                 config.settings(),
                 fetcher,
-                Retrier(context.retry, context.cancel),
+                context.make_retrier(),
                 CrawlHistory.load(context.cursors, enabled=not context.full_refresh),
                 Extractor.from_config(context.extract) if context.extract else None,
                 _renderer(config),
