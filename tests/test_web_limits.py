@@ -4,7 +4,6 @@ scope and in loops, sitemaps, the user agent."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,13 +69,12 @@ def test_include_exclude_and_land_only(site: Site, tmp_path: Path) -> None:
 
 
 def test_robots_txt_disallow_and_crawl_delay(tmp_path: Path) -> None:
+    # The spacing itself is checked on the frontier's clock (test_web_units), not here.
     with Site(robots_delay=0.05) as slow:
         crawl(slow, tmp_path, max_pages=5, concurrency=4)
-        starts = [r.at for r in slow.requests if r.path != "/robots.txt"]
         assert slow.paths()[0] == "/robots.txt"
     assert "/private/secret.html" not in pages(slow)
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert len(starts) == 5 and min(gaps) >= 0.04  # one request per Crawl-delay, not 4 at once
+    assert len(pages(slow)) == 5
 
 
 def test_robots_txt_can_be_ignored(site: Site, tmp_path: Path) -> None:

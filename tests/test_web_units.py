@@ -161,3 +161,20 @@ def test_html_validator(tmp_path: Path) -> None:
     assert not HtmlValidator(HtmlOptions()).validate(empty, "e.html").valid
     with pytest.raises(ValueError, match="invalid CSS selector"):
         HtmlOptions(required_selectors=["a[[["])
+
+
+def test_frontier_spaces_requests_by_crawl_delay() -> None:
+    frontier = Frontier(per_host=4, delay=0.0, max_pages=10)
+    for n in range(3):
+        frontier.add(f"http://h/{n}", 0)
+    robots = frontier.next()
+    assert robots is not None and robots.request is None
+    parser = Protego.parse("User-agent: *\nCrawl-delay: 2\n")
+    frontier.robots_loaded("http://h", RobotsRules("bot", parser))
+    frontier.done(robots)
+    first, _ = frontier._pick(100.0)
+    too_soon, wait = frontier._pick(100.5)
+    later, _ = frontier._pick(102.0)
+    assert first is not None and first.request is not None
+    assert too_soon is None and wait == 1.5  # one request per Crawl-delay, not 4 at once
+    assert later is not None and later.request is not None

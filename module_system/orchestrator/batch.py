@@ -51,15 +51,19 @@ def run_batch(
     log.info("run %s: %d jobs, %d workers", run_id, len(batch.jobs), max_workers)
     service_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
     futures: dict[str, Future[JobResult]] = {}
-    for job in batch.jobs:
-        stats.job_submitted()
-        lock = service_locks[job.service_id]
-        futures[job.job_id] = executor.submit(
-            _run_one, job, registry, state, run_id, options, cancel, stats, lock
-        )
+    try:
+        for job in batch.jobs:
+            stats.job_submitted()
+            lock = service_locks[job.service_id]
+            futures[job.job_id] = executor.submit(
+                _run_one, job, registry, state, run_id, options, cancel, stats, lock
+            )
+    except KeyboardInterrupt:  # Ctrl-C while queueing: what was queued is handled below
+        cancel.set()
     interrupted = _wait_for(futures, cancel)
     executor.shutdown(cancel_pending=True)
-    results = [_result_of(job, futures[job.job_id], state, run_id, stats) for job in batch.jobs]
+    results = [_result_of(job, futures.get(job.job_id), state, run_id, stats)
+               for job in batch.jobs]  # fmt: skip
     result = BatchResult(
         run_id, batch.description, results, started, datetime.now(UTC), interrupted
     )
@@ -91,6 +95,8 @@ def _wait_for(futures: dict[str, Future[JobResult]], cancel: threading.Event) ->
     """Wait for every job; on Ctrl-C cancel what has not started and wait for the rest."""
     pending = set(futures.values())
     try:
+        if cancel.is_set():
+            raise KeyboardInterrupt  # interrupted while queueing
         while pending:
             # A timeout keeps the main thread responsive to KeyboardInterrupt.
             _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -118,9 +124,13 @@ def _drain(running: list[Future[JobResult]]) -> None:
 
 
 def _result_of(
-    job: JobSpec, future: Future[JobResult], state: StateStore, run_id: str, stats: BatchStats
+    job: JobSpec,
+    future: Future[JobResult] | None,
+    state: StateStore,
+    run_id: str,
+    stats: BatchStats,
 ) -> JobResult:
-    if future.cancelled():
+    if future is None or future.cancelled():
         result = JobResult(job.job_id, job.service_id, status=JobStatus.CANCELLED,
                            error="not started: batch interrupted")  # fmt: skip
         stats.job_finished(JobStatus.CANCELLED, started=False)
