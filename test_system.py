@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from module_system.cli import main
+from module_system.cli import demo
 
 if __name__ == "__main__":
-    main(["demo", *sys.argv[1:]], prog_name="python test_system.py")
+    demo.main(sys.argv[1:], prog_name="python test_system.py")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from module_system.cli import main
+from module_system.cli import run
 
 if __name__ == "__main__":
-    main(["run", *sys.argv[1:]], prog_name="python -m orchestrator.cli_init")
+    run.main(sys.argv[1:], prog_name="python -m orchestrator.cli_init")
