@@ -59,16 +59,24 @@ def run(
     """
     registry, batch = check(registry_path, batch_path)
     assert batch is not None
+    return run_checked(registry, batch, str(batch_path), max_workers=max_workers,
+                       state_url=state_url, options=options, stats=stats)  # fmt: skip
+
+
+def run_checked(
+    registry: Registry,
+    batch: BatchFile,
+    batch_file: str = "",
+    *,
+    max_workers: int = 20,
+    state_url: str | None = None,
+    options: RunOptions = RunOptions(),
+    stats: BatchStats | None = None,
+) -> BatchResult:
+    """Run an already loaded batch against an already loaded registry."""
     state = StateStore(state_url)
     try:
-        return run_batch(
-            registry,
-            batch,
-            state,
-            max_workers=max_workers,
-            options=options,
-            stats=stats,
-            batch_file=str(batch_path),
-        )
+        return run_batch(registry, batch, state, max_workers=max_workers, options=options,
+                         stats=stats, batch_file=batch_file)  # fmt: skip
     finally:
         state.close()

@@ -111,10 +111,11 @@ def run(batch_file: str, registry: str | None, max_workers: int, monitor_duratio
     options = RunOptions(full_refresh, fail_on_invalid, job_timeout, log_dir=log_dir)
     stats = BatchStats()
     try:
-        api.check(registry, batch_file)  # config errors stop before the monitor starts
+        loaded, batch = api.check(registry, batch_file)  # config errors stop before the monitor
+        assert batch is not None
         with Monitor(stats, console, monitor_duration):
-            result = api.run(batch_file, registry, max_workers=max_workers,
-                             state_url=state_url, options=options, stats=stats)  # fmt: skip
+            result = api.run_checked(loaded, batch, batch_file, max_workers=max_workers,
+                                     state_url=state_url, options=options, stats=stats)  # fmt: skip
     except ConfigError as exc:
         _config_error(exc)
         return

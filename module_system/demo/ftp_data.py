@@ -31,6 +31,7 @@ class FtpDemoData:
         self._thread: threading.Thread | None = None
 
     def start(self, ctx: DemoContext) -> None:
+        # pyftpdlib's in-memory user table (its real name): a working login for the demo.
         from pyftpdlib.authorizers import DummyAuthorizer
         from pyftpdlib.handlers import FTPHandler
         from pyftpdlib.ioloop import IOLoop
