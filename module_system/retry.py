@@ -1,5 +1,5 @@
 """Retrying transient failures: exponential backoff with full jitter, Retry-After honoured,
-and a count of retries per reason for the job's report."""
+and a count of retries per reason (the error's ``reason`` code) for the job's report."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Retrier:
                     raise
                 wait = self.delay(attempt, exc)
                 with self._lock:
-                    self.retries[type(exc).__name__] += 1
+                    self.retries[exc.reason] += 1
                 log.warning(
                     "%s: attempt %d/%d failed (%s); retrying in %.2fs",
                     what,

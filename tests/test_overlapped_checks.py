@@ -98,7 +98,7 @@ def test_cut_download_falls_back_to_a_plain_retry(
                        [("j", "svc")], state_url).jobs[0]  # fmt: skip
     assert cut and job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == 1 and job.counts.fetched == 1
-    assert job.retries.get("TransientError") == 1  # our retry, not botocore's
+    assert job.retries.get("short_read") == 1  # our retry, not botocore's
     assert list_keys(s3, landing_bucket, ROOT + "validated/") == [ROOT + "validated/big.ndjson"]
     landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")["Body"].read()
     assert landed == data

@@ -125,7 +125,7 @@ def test_retrier_retries_transient_then_gives_up() -> None:
             raise TransientError("boom")
         return "ok"
 
-    assert retrier.call(flaky, "flaky") == "ok" and retrier.retries["TransientError"] == 2
+    assert retrier.call(flaky, "flaky") == "ok" and retrier.retries["transient"] == 2
     with pytest.raises(TransientError):
         retrier.call(lambda: (_ for _ in ()).throw(TransientError("always")), "always")
     calls.clear()

@@ -209,7 +209,9 @@ class FileLander:
         self.source.fetch(item, path)
         got = path.stat().st_size
         if item.size is not None and got != item.size:
-            raise TransientError(f"{item.uri}: fetched {got} bytes, expected {item.size}")
+            raise TransientError(
+                f"{item.uri}: fetched {got} bytes, expected {item.size}", reason="short_read"
+            )
 
     def _upload(self, item: RemoteItem, path: Path, digest: FileDigest, verdict: Verdict) -> str:
         layout, retrier = self.job.layout, self.job.upload_retrier
