@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, inspect, select, text
 
 from module_system.state import schema
 
@@ -15,8 +15,21 @@ def _initial(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _job_files_and_leases(conn: Connection) -> None:
+    for table in (schema.job_files, schema.leases):
+        table.create(conn, checkfirst=True)
+    have = {column["name"] for column in inspect(conn).get_columns("ms_jobs")}
+    # A new database got these columns from the current table definition in step 1.
+    if "retries" not in have:
+        conn.execute(text("ALTER TABLE ms_jobs ADD COLUMN retries JSON"))
+    if "source_type" not in have:
+        conn.execute(text("ALTER TABLE ms_jobs ADD COLUMN source_type VARCHAR(64)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_ms_runs_started ON ms_runs (started_at)"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "runs, jobs, files and cursors", _initial),
+    (2, "per-file records, service leases, job retries", _job_files_and_leases),
 ]
 
 

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -35,6 +46,8 @@ jobs = Table(
     Column("error", Text),
     Column("counts", JSON),
     Column("manifest_key", Text),
+    Column("retries", JSON),  # retries by reason code
+    Column("source_type", String(64)),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
 )
@@ -64,4 +77,41 @@ cursors = Table(
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+# What happened to every file of every job (one row per file per job): the dashboard's
+# job page, "why was this skipped", and the provenance the S3 manifests also hold.
+job_files = Table(
+    "ms_job_files",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("job_id", String(200), nullable=False),
+    Column("service_id", String(200), nullable=False),
+    Column("item_key", Text, nullable=False),
+    Column("source_uri", Text, nullable=False),
+    Column("outcome", String(16), nullable=False),  # landed, quarantined, skipped, ...
+    Column("size", BigInteger),
+    Column("verdict", String(16)),
+    Column("landing_key", Text),
+    Column("sha256", String(64)),
+    Column("error", Text),
+    Column("details", JSON),  # validator messages (capped), landing path, notes
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ms_job_files_job", "run_id", "job_id", "outcome"),
+    Index("ix_ms_job_files_service", "service_id", "recorded_at"),
+)
+
+# One job per service at a time, across processes and machines: a lease the running job
+# renews; a lease whose holder died expires.
+leases = Table(
+    "ms_leases",
+    metadata,
+    Column("service_id", String(200), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("job_id", String(200), nullable=False),
+    Column("holder", String(200), nullable=False),  # host:pid:uuid of the taker
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
