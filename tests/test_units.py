@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import threading
+import types
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,31 @@ from module_system.retry import Retrier
 from module_system.validation.json_schema import JsonSchemaValidator
 
 
-def test_public_api_is_exported() -> None:
-    for name in module_system.__all__:
-        assert hasattr(module_system, name), name
+def public_names(package: types.ModuleType) -> set[str]:
+    """Every name ``package`` offers without a leading underscore, except its submodules."""
+    return {
+        name
+        for name, value in vars(package).items()
+        if not name.startswith("_")
+        and not (
+            isinstance(value, types.ModuleType)
+            and value.__name__.startswith(package.__name__ + ".")
+        )
+    }
+
+
+def test_public_names_are_exactly_all() -> None:
     assert sorted(module_system.__all__) == sorted(set(module_system.__all__))
+    assert public_names(module_system) == set(module_system.__all__)
+
+
+def test_public_names_sees_a_name_missing_from_all() -> None:
+    package = types.ModuleType("pkg")
+    package.__all__ = ["run"]
+    package.run = package.helper = print  # a public helper left out of __all__
+    package.sub = types.ModuleType("pkg.sub")  # a submodule is not an export
+    package.os = types.ModuleType("os")  # a stray import of another module is one
+    assert public_names(package) == {"run", "helper", "os"}
 
 
 @pytest.mark.parametrize(

@@ -104,10 +104,6 @@ class Source(ABC):
         and upload a big file while it downloads. Default: False (checked afterwards)."""
         return False
 
-    def module_name(self) -> str:
-        """Name used in the per-job log file, as in the seed (``s3_module``)."""
-        return f"{self.type_name}_module"
-
     def commit(self) -> None:
         """Called once after every item of a successful job has landed (e.g. save a cursor)."""
 
