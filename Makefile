@@ -19,6 +19,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check module_system tests benchmarks orchestrator test_system.py
 	$(BIN)/ruff check module_system tests benchmarks orchestrator test_system.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(BIN)/pytest -q
 
 format: $(STAMP)

@@ -13,14 +13,17 @@ import threading
 from importlib.metadata import entry_points
 from typing import Any
 
+from module_system._optional import missing_extra_for
+
 log = logging.getLogger(__name__)
 
 
 class PluginRegistry:
     """Names mapped to classes, resolved on first use."""
 
-    def __init__(self, group: str, builtins: dict[str, str]) -> None:
+    def __init__(self, group: str, builtins: dict[str, str], kind: str = "plugin") -> None:
         self.group = group
+        self.kind = kind  # "source type", "validator": for error messages
         self._targets: dict[str, str] = dict(builtins)
         self._loaded: dict[str, Any] = {}
         self._entry_points_read = False
@@ -50,7 +53,14 @@ class PluginRegistry:
         if target is None:
             return None
         module_name, _, attr = target.partition(":")
-        obj = getattr(importlib.import_module(module_name), attr)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # e.g. paramiko for "sftp": name the extra
+            missing = missing_extra_for(exc, f"the '{name}' {self.kind}")
+            if missing is None:
+                raise
+            raise missing from exc
+        obj = getattr(module, attr)
         with self._lock:
             self._loaded[name] = obj
         return obj
@@ -65,3 +75,26 @@ class PluginRegistry:
                 except Exception as exc:  # a broken plugin must not break the tool
                     log.warning("ignoring plugin %r from %s: %s", ep.name, self.group, exc)
             self._entry_points_read = True
+
+
+# The two extension points live here, below both the config loader that looks types up and
+# the packages that implement them, so that neither has to import the other.
+SOURCE_TYPES = PluginRegistry(
+    "module_system.sources",
+    {
+        "s3": "module_system.sources.s3:S3Source",
+        "web": "module_system.sources.web:WebSource",
+        "api": "module_system.sources.api:ApiSource",
+        "ftp": "module_system.sources.ftp:FtpSource",
+        "sftp": "module_system.sources.sftp:SftpSource",
+    },
+)
+
+VALIDATORS = PluginRegistry(
+    "module_system.validators",
+    {
+        "json_schema": "module_system.validation.json_schema:JsonSchemaValidator",
+        "csv": "module_system.validation.csv:CsvValidator",
+        "html": "module_system.validation.html:HtmlValidator",
+    },
+)

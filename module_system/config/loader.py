@@ -21,8 +21,7 @@ from module_system.config.interpolate import MissingVariable, interpolate
 from module_system.config.models import BatchFile, LandingConfig, Registry, ServiceConfig
 from module_system.errors import ConfigError
 from module_system.observability.redaction import register_secret
-from module_system.sources import SOURCE_TYPES
-from module_system.validation import VALIDATORS
+from module_system.plugins import SOURCE_TYPES, VALIDATORS
 
 # Service ids name log files and landing folders: keep them path-safe.
 SERVICE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
