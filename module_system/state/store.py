@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
+from module_system._optional import require
 from module_system.errors import ConfigError
 from module_system.observability.redaction import mask_url, redact
 from module_system.state import schema
@@ -124,9 +125,14 @@ class StateStore:
             return [dict(r._mapping) for r in conn.execute(query.order_by(schema.jobs.c.job_id))]
 
     # files ---------------------------------------------------------------------------
-    def landed_files(self, service_id: str) -> dict[str, FileRecord]:
-        """Every item landed for ``service_id``, by item key (one query per job)."""
+    def landed_files(
+        self, service_id: str, item_keys: Collection[str] | None = None
+    ) -> dict[str, FileRecord]:
+        """What was landed for ``service_id``, by item key: for the given keys (a job
+        asks in batches, so its memory does not grow with the service's size), or all."""
         query = select(schema.files).where(schema.files.c.service_id == service_id)
+        if item_keys is not None:
+            query = query.where(schema.files.c.item_key.in_(list(item_keys)))
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         fields = FileRecord.__dataclass_fields__
@@ -135,13 +141,35 @@ class StateStore:
     def record_file(self, service_id: str, record: FileRecord) -> None:
         self.record_files(service_id, [record])
 
-    def record_files(self, service_id: str, records: list[FileRecord]) -> None:
-        """Record landed files in one transaction (the last record of a key wins)."""
+    def record_files(
+        self,
+        service_id: str,
+        records: list[FileRecord],
+        outcomes: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """In one transaction: landed files (the last record of a key wins) and the
+        per-job file outcomes (rows of ``ms_job_files``)."""
         now = _now()
         rows = {r.item_key: {"service_id": service_id, **r.__dict__, "landed_at": now}
                 for r in records}  # fmt: skip
-        if rows:
-            self._upsert_many(schema.files, list(rows.values()), ["service_id", "item_key"])
+        with self._writing() as conn:
+            if rows:
+                stmt = self._upsert_statement(schema.files, rows, ["service_id", "item_key"])
+                conn.execute(stmt, list(rows.values()))
+            if outcomes:
+                stamped = [{"service_id": service_id, "recorded_at": now, **o} for o in outcomes]
+                conn.execute(schema.job_files.insert(), stamped)
+
+    def job_files(self, run_id: str, job_id: str) -> list[dict[str, Any]]:
+        """The recorded outcome of every file of one job."""
+        table = schema.job_files
+        query = (
+            select(table)
+            .where(table.c.run_id == run_id, table.c.job_id == job_id)
+            .order_by(table.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     # cursors -------------------------------------------------------------------------
     def get_cursor(self, service_id: str, name: str) -> str | None:
@@ -161,12 +189,15 @@ class StateStore:
         self._upsert_many(table, [row], keys)
 
     def _upsert_many(self, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        with self._writing() as conn:
+            conn.execute(self._upsert_statement(table, rows, keys), rows)
+
+    def _upsert_statement(self, table: Any, rows: Any, keys: list[str]) -> Any:
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
         stmt = dialect.insert(table)
-        updates = {name: stmt.excluded[name] for name in rows[0] if name not in keys}
-        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates)
-        with self._writing() as conn:
-            conn.execute(stmt, rows)
+        first = rows[0] if isinstance(rows, list) else next(iter(rows.values()))
+        updates = {name: stmt.excluded[name] for name in first if name not in keys}
+        return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
 
 
 class CursorStore:
@@ -188,6 +219,8 @@ def _now() -> datetime:
 
 
 def _make_engine(url: str) -> Engine:
+    if url.startswith("postgresql+psycopg"):  # the driver comes with module-system[postgres]
+        require("psycopg", extra="postgres", what=f"the state store {mask_url(url)}")
     if not url.startswith("sqlite"):
         return create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
