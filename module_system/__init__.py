@@ -4,6 +4,7 @@
 >>> result = run("jobs.json", "project_registry.yaml", max_workers=10)  # doctest: +SKIP
 """
 
+from module_system._version import __version__ as __version__
 from module_system.api import check, find_registry, run
 from module_system.config import BatchFile, Registry, load_batch, load_registry
 from module_system.errors import (
@@ -18,8 +19,6 @@ from module_system.results import BatchResult, FileOutcome, JobResult, JobStatus
 from module_system.sources import SOURCE_TYPES, RemoteItem, Source
 from module_system.state import StateStore
 from module_system.validation import VALIDATORS, Validator, Verdict
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SOURCE_TYPES",
