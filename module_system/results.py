@@ -55,6 +55,7 @@ class JobResult:
     retries: dict[str, int] = field(default_factory=dict)
     manifest_key: str | None = None
     log_file: str | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. state not recorded
     started_at: datetime | None = None
     finished_at: datetime | None = None
 

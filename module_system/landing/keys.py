@@ -15,6 +15,7 @@ from dataclasses import dataclass
 MAX_KEY_BYTES = 1024
 QUARANTINE = "quarantine"
 MANIFESTS = "_manifests"
+STAGING = "_staging"  # proven here before replacing an object; cleared at each job start
 ERROR_SUFFIX = ".error.json"
 
 
@@ -61,6 +62,16 @@ class LandingLayout:
 
     def manifest_key(self, job_id: str) -> str:
         return f"{self.root}{MANIFESTS}/{job_id}.json"
+
+    def log_key(self, job_id: str) -> str:
+        return f"{self.root}_logs/{job_id}.log"
+
+    @property
+    def staging_root(self) -> str:
+        return f"{self.root}{STAGING}/"
+
+    def staging_key(self, job_id: str, number: int) -> str:
+        return f"{self.staging_root}{job_id}-{number:08d}"
 
     @staticmethod
     def _fit(folder: str, relative: str, reserve: int = 0) -> str:

@@ -8,6 +8,7 @@ landed. Files stream from disk through boto3's transfer manager: memory stays bo
 
 from __future__ import annotations
 
+import contextlib
 import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from module_system.landing.checksums import FileDigest, digest_file
 from module_system.landing.streaming import StreamingUpload
 
 MB = 1024 * 1024
+MAX_COPY_BYTES = 5 * 1024 * MB  # CopyObject's limit; bigger objects copy in parts
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,52 @@ class S3Lander:
         return digest_file(path, self.part_size(size))
 
     def upload_file(
+        self,
+        path: Path,
+        key: str,
+        digest: FileDigest,
+        metadata: dict[str, str],
+        staging_key: str | None = None,
+    ) -> UploadResult:
+        """Upload ``path`` to ``key`` and prove it intact, or leave nothing there.
+
+        With ``staging_key`` (an object may already be at ``key``: a changed file), the
+        bytes go to the staging key first and replace ``key`` by a server-side copy only
+        once proven, so a failed upload never costs the last good object."""
+        if staging_key is None:
+            return self._upload(path, key, digest, metadata)
+        try:
+            self._upload(path, staging_key, digest, metadata)
+            self._copy_proven(staging_key, key, digest)
+        finally:
+            self._delete_quietly(staging_key)
+        return UploadResult(key, digest.size, digest.sha256_hex)
+
+    def _copy_proven(self, source_key: str, key: str, digest: FileDigest) -> None:
+        bucket = self.landing.bucket
+        in_parts = digest.size > MAX_COPY_BYTES  # UploadPartCopy, in our part size
+        with translate_errors(self.landing, bucket, key):
+            if in_parts:
+                config = TransferConfig(multipart_threshold=MAX_COPY_BYTES,
+                                        multipart_chunksize=digest.part_size)  # fmt: skip
+                self.client.copy(
+                    {"Bucket": bucket, "Key": source_key}, bucket, key,
+                    ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=config,
+                )  # fmt: skip
+            else:
+                self.client.copy_object(
+                    Bucket=bucket, Key=key, CopySource={"Bucket": bucket, "Key": source_key},
+                    ChecksumAlgorithm="SHA256", MetadataDirective="COPY",
+                )  # fmt: skip
+        # The copy's checksum is computed anew by S3: checked against ours all the same.
+        self.verify(key, digest.s3_checksum(in_parts), digest.size)
+
+    def _delete_quietly(self, key: str) -> None:
+        # A leftover staging object is removed at the service's next job start.
+        with contextlib.suppress(ModuleSystemError):
+            self.delete(key)
+
+    def _upload(
         self, path: Path, key: str, digest: FileDigest, metadata: dict[str, str]
     ) -> UploadResult:
         multipart = digest.size >= self.threshold
@@ -127,6 +175,24 @@ class S3Lander:
         metadata has no ``sha256``: that is known only at the end (the manifest has it)."""
         args = self._object_args(key, metadata)
         return StreamingUpload(self, key, size, args, before_complete)
+
+    def clear_leftovers(self, root: str, staging_root: str) -> int:
+        """Remove what a killed job under ``root`` left behind: staging objects and
+        unfinished multipart uploads. Only safe while holding the service's lease."""
+        bucket, removed = self.landing.bucket, 0
+        with translate_errors(self.landing, bucket, root):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=staging_root)  # fmt: skip
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    self.client.delete_object(Bucket=bucket, Key=obj["Key"])
+                    removed += 1
+            uploads = self.client.list_multipart_uploads(Bucket=bucket, Prefix=root)
+            for upload in uploads.get("Uploads", []):
+                self.client.abort_multipart_upload(
+                    Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])  # fmt: skip
+                removed += 1
+        return removed
 
     def delete(self, key: str) -> None:
         """Remove an object that failed its check, so nothing unproven stays visible."""

@@ -12,10 +12,10 @@ import itertools
 import logging
 import re
 import threading
-import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from module_system.errors import (
     FatalError,
@@ -30,95 +30,122 @@ from module_system.landing.manifest import ManifestEntry
 from module_system.landing.streaming import StreamingUpload
 from module_system.landing.uploader import S3Lander
 from module_system.observability.redaction import redact
+from module_system.pipeline.context import FileContext
 from module_system.pipeline.overlap import Checked, fetch_while_checking
+from module_system.pipeline.records import RecordWriter
 from module_system.results import FileOutcome
 from module_system.sources import RemoteItem, Source
 from module_system.state.store import FileRecord
 from module_system.validation.base import Verdict
 from module_system.validation.suite import ValidationSuite
 
-if TYPE_CHECKING:
-    from module_system.pipeline.job import JobRun
-
 log = logging.getLogger("module_system.pipeline")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}$")
 # New files at least this big are hashed and validated at once, on two cores.
 PARALLEL_CHECK_BYTES = 16 * 1024 * 1024
-RECORD_BATCH = 200  # landed files written to the state store per transaction
-RECORD_FLUSH_SECONDS = 2.0  # ... or at least this often
+LOOKUP_BATCH = 500  # listed items whose prior state is looked up in one query
+SUPERSEDES = "supersedes a valid version"
 
 
 class FileLander:
-    """Moves the items of one job."""
+    """Moves the items of one job; :meth:`land_all` returns whether a stop request left
+    items unstarted (they are not recorded, so the next run picks them up)."""
 
     def __init__(
         self,
-        job: JobRun,
+        ctx: FileContext,
         source: Source,
         lander: S3Lander,
         suite: ValidationSuite,
-        known: dict[str, FileRecord],
         tmp: Path,
     ) -> None:
-        self.job, self.source, self.lander, self.suite = job, source, lander, suite
-        self.known, self.tmp = known, tmp
-        self._keys_taken: dict[str, str] = {}  # landing key -> item key, to catch collisions
+        self.ctx, self.source, self.lander, self.suite, self.tmp = ctx, source, lander, suite, tmp
+        # landing key -> hash of the source URI that took it, to catch collisions; hashes
+        # keep this small, and only uploaded files are in it.
+        self._keys_taken: dict[str, int] = {}
         self._keys_lock = threading.Lock()
-        self._records: list[FileRecord] = []  # landed, not yet written to the state store
-        self._records_lock = threading.Lock()
-        self._flush_due = time.monotonic() + RECORD_FLUSH_SECONDS
+        self.records = RecordWriter(ctx.state, ctx.service_id, ctx.run_id, ctx.job_id)
+        self._left_behind = False
+        self._staged = itertools.count()
 
-    def land_all(self) -> None:
+    def land_all(self) -> bool:
         try:
             self._land_items()
         finally:
             self.flush_records()
+        return self._left_behind
 
     def _land_items(self) -> None:
-        limit = self.job.service.concurrency
+        limit = self.ctx.concurrency
         pending: set[Future[None]] = set()
-        with ThreadPoolExecutor(limit, thread_name_prefix=f"{self.job.job.job_id}-file") as pool:
-            for number, item in enumerate(self.source.list_items()):
-                if self.job.stop_requested():
-                    self.job.items_left_behind = True
+        with ThreadPoolExecutor(limit, thread_name_prefix=f"{self.ctx.job_id}-file") as pool:
+            for number, item, prior in self._listed_with_priors():
+                if self.ctx.stop_requested():
+                    self._left_behind = True
                     break
-                self.job.count(listed=1)
-                self.job.progress.file_listed()
+                self.ctx.counters.add(listed=1)
+                self.ctx.progress.file_listed()
                 context = contextvars.copy_context()  # keeps the job's log context
                 path = self._temp_path(number, item)
-                pending.add(pool.submit(context.run, self.land_one, item, path))
+                pending.add(pool.submit(context.run, self.land_one, item, path, prior))
                 if len(pending) >= 2 * limit:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
             wait(pending)
+
+    def _listed_with_priors(self) -> Iterator[tuple[int, RemoteItem, FileRecord | None]]:
+        """The listing, with what was landed before for each item, looked up in batches:
+        memory stays bounded whatever the number of items the service has."""
+        numbered = enumerate(self.source.list_items())
+        while batch := list(itertools.islice(numbered, LOOKUP_BATCH)):
+            known = {} if self.ctx.full_refresh else self.ctx.state.landed_files(
+                self.ctx.service_id, {item.key for _, item in batch})  # fmt: skip
+            for number, item in batch:
+                yield number, item, self._usable(known.get(item.key))
+            if self.ctx.stop_requested():
+                return
+
+    def _usable(self, prior: FileRecord | None) -> FileRecord | None:
+        # Landed under another prefix (the registry's landing prefix changed): land again.
+        if prior and not prior.landing_key.startswith(self.ctx.layout.root):
+            return None
+        return prior
 
     def _temp_path(self, number: int, item: RemoteItem) -> Path:
         # Temp names never come from the remote key, so no key can escape the temp dir.
         match = _SUFFIX.search(item.key.rsplit("/", 1)[-1])
         return self.tmp / f"{number:08d}{match.group(0).lower() if match else ''}"
 
-    def land_one(self, item: RemoteItem, path: Path) -> None:
+    def land_one(self, item: RemoteItem, path: Path, prior: FileRecord | None = None) -> None:
+        landed: FileRecord | None = None
         try:
-            if self.job.stop_requested():
-                self.job.items_left_behind = True
+            if self.ctx.stop_requested():
+                self._left_behind = True
                 return  # not started: not recorded, so the next run picks it up
-            entry = self._land(item, path)
+            entry, landed = self._land(item, path, prior)
         except ItemVanished as exc:
             entry = self._entry(item, FileOutcome.VANISHED, error=redact(str(exc)))
             log.warning("%s", entry.error)
         except FatalError as exc:
-            self.job.abort(exc)
-            entry = self._entry(item, FileOutcome.FAILED, error=redact(str(exc)))
-            log.error("%s: %s", item.uri, entry.error)
+            self.ctx.abort(exc)
+            entry = self._failed(item, exc)
         except ModuleSystemError as exc:
-            entry = self._entry(item, FileOutcome.FAILED, error=redact(str(exc)))
-            log.error("%s: %s", item.uri, entry.error)
+            entry = self._failed(item, exc)
         except Exception as exc:  # recorded as a failed file, never silently dropped
             log.exception("%s: unexpected error", item.uri)
-            entry = self._entry(item, FileOutcome.FAILED, error=redact(f"internal error: {exc!r}"))
+            entry = self._entry(item, FileOutcome.FAILED, error=redact(f"internal error: {exc!r}"),
+                                details={"reason": "internal"})  # fmt: skip
         finally:
             path.unlink(missing_ok=True)
-        self.job.manifest.add(entry)
+        self.ctx.manifest.add(entry)
         self._count(entry)
+        if self.records.add(entry, landed):
+            self.flush_records()
+
+    def _failed(self, item: RemoteItem, exc: ModuleSystemError) -> ManifestEntry:
+        entry = self._entry(item, FileOutcome.FAILED, error=redact(str(exc)),
+                            details={"reason": exc.reason})  # fmt: skip
+        log.error("%s: %s", item.uri, entry.error)
+        return entry
 
     def _count(self, entry: ManifestEntry) -> None:
         outcome = entry.outcome
@@ -126,37 +153,40 @@ class FileLander:
         if outcome in (FileOutcome.LANDED, FileOutcome.QUARANTINED):
             nbytes = entry.size or 0
             landed = outcome is FileOutcome.LANDED
-            self.job.count(uploaded=1, bytes=nbytes, valid=int(landed), invalid=int(not landed))
+            self.ctx.counters.add(uploaded=1, bytes=nbytes, valid=int(landed),
+                                  invalid=int(not landed))  # fmt: skip
         else:
-            self.job.count(**{outcome.value: 1})
-        self.job.progress.file_finished(outcome, nbytes)
+            self.ctx.counters.add(**{outcome.value: 1})
+        self.ctx.progress.file_finished(outcome, nbytes)
 
-    def _land(self, item: RemoteItem, path: Path) -> ManifestEntry:
+    def _land(
+        self, item: RemoteItem, path: Path, prior: FileRecord | None
+    ) -> tuple[ManifestEntry, FileRecord | None]:
         if item.extra.get("skip_reason"):  # seen, not for landing (a crawl's non-HTML response)
-            return self._entry(item, FileOutcome.IGNORED)
-        prior = self._prior(item)
+            return self._entry(item, FileOutcome.IGNORED), None
         if prior and item.version and prior.version == item.version:
-            return self._unchanged(item, prior)
+            return self._unchanged(item, prior), None
         checked = self._fetch_and_check(item, path, prior)
         digest = checked.digest
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
-            self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict, digest.size)
-            return self._unchanged(item, prior)
+            record = self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict,
+                                  digest.size)  # fmt: skip
+            return self._unchanged(item, prior), record
         verdict = checked.verdict or self.suite.validate(path, item.key)
-        key = checked.landed_key or self._upload(item, path, digest, verdict)
-        self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
+        key = checked.landed_key or self._upload(item, path, digest, verdict, prior)
+        record = self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
         outcome = FileOutcome.LANDED if verdict.valid else FileOutcome.QUARANTINED
         log.debug("%s -> %s (%s)", item.uri, key, outcome.value)
-        return self._entry(item, outcome, sha256=digest.sha256_hex, landing_key=key,
-                           verdict=_verdict_word(verdict), error_count=verdict.error_count,
-                           size=digest.size)  # fmt: skip
-
-    def _prior(self, item: RemoteItem) -> FileRecord | None:
-        prior = self.known.get(item.key)
-        # Landed under another prefix (the registry's landing prefix changed): land again.
-        if prior and not prior.landing_key.startswith(self.job.layout.root):
-            return None
-        return prior
+        note = SUPERSEDES if prior and prior.verdict == "valid" and not verdict.valid else None
+        details = (
+            None
+            if verdict.valid
+            else {"validator": verdict.validator, "messages": [i.as_dict() for i in verdict.issues]}
+        )
+        entry = self._entry(item, outcome, sha256=digest.sha256_hex, landing_key=key,
+                            verdict=_verdict_word(verdict), error_count=verdict.error_count,
+                            size=digest.size, note=note, details=details)  # fmt: skip
+        return entry, record
 
     def _unchanged(self, item: RemoteItem, prior: FileRecord) -> ManifestEntry:
         return self._entry(item, FileOutcome.SKIPPED, sha256=prior.sha256,
@@ -181,14 +211,14 @@ class FileLander:
             self._fetch(item, path)
             return None
 
-        checked = self.job.retrier.call(attempt, f"fetch {item.uri}")
-        self.job.count(fetched=1)
+        checked = self.ctx.retrier.call(attempt, f"fetch {item.uri}")
+        self.ctx.counters.add(fetched=1)
         return checked or Checked(*self._digest_and_validate(item, path, prior))
 
     def _stream_for(self, item: RemoteItem) -> StreamingUpload | None:
         if not self.lander.streams(item.size) or item.size is None:
             return None
-        key = self.job.layout.valid_key(item.key)
+        key = self.ctx.layout.valid_key(item.key)
         metadata = self._metadata(item, "valid")
         claim = functools.partial(self._claim, key, item)  # only once the file proved valid
         return self.lander.streaming_upload(key, item.size, metadata, before_complete=claim)
@@ -213,58 +243,66 @@ class FileLander:
                 f"{item.uri}: fetched {got} bytes, expected {item.size}", reason="short_read"
             )
 
-    def _upload(self, item: RemoteItem, path: Path, digest: FileDigest, verdict: Verdict) -> str:
-        layout, retrier = self.job.layout, self.job.upload_retrier
+    def _upload(
+        self,
+        item: RemoteItem,
+        path: Path,
+        digest: FileDigest,
+        verdict: Verdict,
+        prior: FileRecord | None,
+    ) -> str:
+        layout, retrier = self.ctx.layout, self.ctx.upload_retrier
         key = layout.valid_key(item.key) if verdict.valid else layout.quarantine_key(item.key)
         self._claim(key, item)
         metadata = self._metadata(item, _verdict_word(verdict))
         if not verdict.valid:  # the reason first: a quarantined file is never without one
             report = {"source_uri": item.uri, "landing_key": key, **verdict.as_dict()}
             retrier.call(lambda: self.lander.put_json(key + ERROR_SUFFIX, report), f"upload {key}")
-        retrier.call(lambda: self.lander.upload_file(path, key, digest, metadata), f"upload {key}")
+        # An object may be at the key already (a changed file, a full refresh): replace it
+        # only with proven bytes, through a staging key.
+        replacing = prior is not None or self.ctx.full_refresh
+        staging = layout.staging_key(self.ctx.job_id, next(self._staged)) if replacing else None
+        retrier.call(lambda: self.lander.upload_file(path, key, digest, metadata, staging),
+                     f"upload {key}")  # fmt: skip
         return key
 
     def _metadata(self, item: RemoteItem, verdict: str) -> dict[str, str]:
         return {
             "source-uri": item.uri,
-            "service-id": self.job.job.service_id,
-            "job-id": self.job.job.job_id,
-            "run-id": self.job.run_id,
+            "service-id": self.ctx.service_id,
+            "job-id": self.ctx.job_id,
+            "run-id": self.ctx.run_id,
             "verdict": verdict,
         }
 
     def _claim(self, key: str, item: RemoteItem) -> None:
-        """Two items of one job must never overwrite each other's landing key."""
+        """Two different sources (URIs) must never land at one key of one job."""
+        mine = hash(item.uri)
         with self._keys_lock:
-            other = self._keys_taken.setdefault(key, item.key)
-        if other != item.key:
-            raise TerminalError(f"{item.uri}: lands on the same key as {other!r}: {key}")
+            other = self._keys_taken.setdefault(key, mine)
+        if other != mine:
+            raise TerminalError(f"{item.uri}: lands on a key another item of this job took: "
+                                f"{key}", reason="key_collision")  # fmt: skip
 
-    def _record(self, item: RemoteItem, key: str, sha: str, verdict: str, size: int) -> None:
-        record = FileRecord(
+    def _record(self, item: RemoteItem, key: str, sha: str, verdict: str, size: int) -> FileRecord:
+        return FileRecord(
             item_key=item.key, source_uri=item.uri, version=item.version, size=size,
             sha256=sha, verdict=verdict, landing_key=key,
-            run_id=self.job.run_id, job_id=self.job.job.job_id,
+            run_id=self.ctx.run_id, job_id=self.ctx.job_id,
         )  # fmt: skip
-        with self._records_lock:
-            self._records.append(record)
-            due = len(self._records) >= RECORD_BATCH or time.monotonic() > self._flush_due
-        if due:
-            self.flush_records()
 
     def flush_records(self) -> None:
-        """Write the landed files recorded so far. In batches: one transaction per file
-        would make the state store the bottleneck of a job of many small files. A crash
-        before a flush only means those files land again (to the same keys) next run."""
-        with self._records_lock:
-            records, self._records = self._records, []
-            self._flush_due = time.monotonic() + RECORD_FLUSH_SECONDS
-        if records:
-            self.job.state.record_files(self.job.job.service_id, records)
+        """Write the outcomes buffered so far (see :mod:`.records`), and let the job
+        publish its live counts at the same pace."""
+        self.records.flush()
+        self.ctx.on_flush()
 
     def _entry(self, item: RemoteItem, outcome: FileOutcome, **fields: Any) -> ManifestEntry:
         fields.setdefault("size", item.size)
-        fields.setdefault("details", item.extra.get("details"))
+        source_details = item.extra.get("details")
+        own = fields.get("details")
+        fields["details"] = {**source_details, **own} if source_details and own else (
+            own or source_details)  # fmt: skip
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
                              version=item.version, modified=modified, **fields)  # fmt: skip

@@ -26,11 +26,13 @@ from module_system.landing.manifest import Manifest
 from module_system.landing.uploader import S3Lander
 from module_system.observability.logging import job_logging
 from module_system.observability.redaction import redact
+from module_system.pipeline.context import Counters, FileContext
 from module_system.pipeline.files import FileLander
 from module_system.pipeline.options import NullProgress, Progress, RunOptions
 from module_system.results import FileCounts, JobResult, JobStatus
 from module_system.retry import Retrier
 from module_system.sources import SOURCE_TYPES, Source, SourceContext
+from module_system.state.lease import ServiceLease
 from module_system.state.store import StateStore
 from module_system.validation.suite import ValidationSuite
 
@@ -66,12 +68,13 @@ class JobRun:
             job.service_id,
             self.source_cls.landing_area,
         )
-        self.manifest = Manifest()
+        self.manifest = Manifest(options.temp_dir)
         self.retrier = Retrier(self.service.retry, self.cancel)  # fetching from the source
         self.upload_retrier = Retrier(registry.landing.retry, self.cancel)  # landing
         self.items_left_behind = False  # set when a stop request left items unstarted
+        self.counters = Counters(self.result.counts)
+        self.lease = ServiceLease(state, job.service_id, run_id, job.job_id, options.lease_ttl)
         self._fatal: FatalError | None = None
-        self._counts_lock = threading.Lock()
         timeout = options.job_timeout or self.service.timeout
         self._deadline = time.monotonic() + timeout if timeout else None
 
@@ -85,8 +88,12 @@ class JobRun:
         self._save()
         log.info("job started: service %s (%s)", self.job.service_id, self.service.type)
         lander: S3Lander | None = None
+        leased = False
         try:
+            self.lease.acquire(wait=self.options.wait_for_lease, cancel=self.cancel)
+            leased = True
             lander = S3Lander(self.registry.landing)
+            self._clear_leftovers(lander)
             self._run_source(lander)
         except JobCancelled as exc:
             result.status, result.error = JobStatus.CANCELLED, str(exc)
@@ -99,7 +106,17 @@ class JobRun:
             result.status, result.error = JobStatus.FAILED, redact(f"internal error: {exc!r}")
         finally:
             self._finish(lander)
+            if leased:
+                self.lease.release()
         return result
+
+    def _clear_leftovers(self, lander: S3Lander) -> None:
+        removed = self.upload_retrier.call(
+            lambda: lander.clear_leftovers(self.layout.root, self.layout.staging_root),
+            "clear leftovers",
+        )
+        if removed:
+            log.warning("removed %d leftovers of an interrupted earlier job", removed)
 
     def _run_source(self, lander: S3Lander) -> None:
         context = SourceContext(
@@ -114,15 +131,30 @@ class JobRun:
             extract=self.service.extract,
             retrier=self.retrier,
         )
-        known = {} if self.options.full_refresh else self.state.landed_files(self.job.service_id)
         suite = ValidationSuite(self.service.validation)
         temp = tempfile.TemporaryDirectory(
             prefix=f"ms-{self.job.job_id}-", dir=self.options.temp_dir
         )
         with temp as tmp, self.source_cls.from_config(self.service.source, context) as source:
-            FileLander(self, source, lander, suite, known, Path(tmp)).land_all()
+            files = FileLander(self._file_context(), source, lander, suite, Path(tmp))
+            self.items_left_behind = files.land_all()
+            if files.records.unrecorded:
+                self.result.notes.append(
+                    f"state store unavailable: {files.records.unrecorded} landed files were "
+                    "not recorded; the next run lands them again, to the same keys"
+                )
             self._check_outcome()
             source.commit()
+
+    def _file_context(self) -> FileContext:
+        return FileContext(
+            service_id=self.job.service_id, job_id=self.job.job_id, run_id=self.run_id,
+            concurrency=self.service.concurrency, layout=self.layout, retrier=self.retrier,
+            upload_retrier=self.upload_retrier, manifest=self.manifest,
+            counters=self.counters, state=self.state, stop_requested=self.stop_requested,
+            abort=self.abort, on_flush=self._save, progress=self.progress,
+            full_refresh=self.options.full_refresh,
+        )  # fmt: skip
 
     def _check_outcome(self) -> None:
         counts = self.result.counts
@@ -133,7 +165,7 @@ class JobRun:
         if self.items_left_behind:
             raise JobTimeout(f"timed out after {counts.listed} files were listed")
         if counts.failed:
-            first = next((e.error for e in self.manifest.entries if e.error), "")
+            first = self.manifest.first_error or ""
             raise TerminalError(f"{counts.failed} of {counts.listed} files failed; first: {first}")
         if self.options.fail_on_invalid and counts.invalid:
             raise TerminalError(f"{counts.invalid} files quarantined (--fail-on-invalid)")
@@ -145,13 +177,11 @@ class JobRun:
             self._fatal = error
 
     def stop_requested(self) -> bool:
+        if self.lease.lost.is_set():
+            self.abort(FatalError(f"lost the lease of service {self.job.service_id}",
+                                  reason="lease_lost"))  # fmt: skip
         deadline_passed = self._deadline is not None and time.monotonic() > self._deadline
         return self.cancel.is_set() or deadline_passed or self._fatal is not None
-
-    def count(self, **increments: int) -> None:
-        with self._counts_lock:
-            for name, value in increments.items():
-                setattr(self.result.counts, name, getattr(self.result.counts, name) + value)
 
     def _finish(self, lander: S3Lander | None) -> None:
         result = self.result
@@ -160,6 +190,7 @@ class JobRun:
         if lander is not None:
             self._upload_manifest(lander)
             lander.close()
+        self.manifest.close()
         self._save()
         level = logging.INFO if result.status is JobStatus.COMPLETED else logging.ERROR
         log.log(level, "job %s: %s", result.status.value, result.error or _summary(result.counts))
@@ -167,12 +198,17 @@ class JobRun:
     def _upload_manifest(self, lander: S3Lander) -> None:
         key = self.layout.manifest_key(self.job.job_id)
         try:
-            self.upload_retrier.call(
-                lambda: lander.put_json(key, self.manifest.document(self.result, self.run_id)),
-                f"manifest {key}",
-            )
+            with tempfile.TemporaryDirectory(dir=self.options.temp_dir) as tmp:
+                path = Path(tmp) / "manifest.json"
+                with path.open("wb") as out:
+                    self.manifest.write_document(self.result, self.run_id, out)
+                digest = lander.digest(path)
+                metadata = {"job-id": self.job.job_id, "run-id": self.run_id}
+                self.upload_retrier.call(
+                    lambda: lander.upload_file(path, key, digest, metadata), f"manifest {key}"
+                )
             self.result.manifest_key = key
-        except ModuleSystemError as exc:
+        except (ModuleSystemError, OSError) as exc:
             log.error("could not upload the manifest %s: %s", key, exc)
             if self.result.status is JobStatus.COMPLETED:
                 self.result.status = JobStatus.FAILED
@@ -190,6 +226,8 @@ class JobRun:
                 error=r.error,
                 counts=r.as_dict()["counts"],
                 manifest_key=r.manifest_key,
+                retries=dict(self.retrier.retries + self.upload_retrier.retries),
+                source_type=r.source_type,
                 started_at=r.started_at,
                 finished_at=r.finished_at,
             )

@@ -16,6 +16,8 @@ class RunOptions:
     job_timeout: float | None = None  # seconds; overrides the service's timeout
     temp_dir: Path | None = None  # where job temp dirs are made (default: the system's)
     log_dir: Path | None = None  # per-job log files go here when set
+    wait_for_lease: bool = False  # another run holds a service: wait instead of failing
+    lease_ttl: float = 60.0  # seconds a killed run's lease outlives it (other hosts)
 
 
 class Progress(Protocol):
