@@ -95,9 +95,14 @@ def main() -> None:
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
+@click.option(
+    "--wait-for-lease",
+    is_flag=True,
+    help="When another run is running a service, wait for it instead of failing the job.",
+)
 def run(batch_file: str, registry: str | None, max_workers: int, monitor_duration: int,
         report: Path | None, state_url: str | None, full_refresh: bool, fail_on_invalid: bool,
-        job_timeout: float | None, log_dir: Path) -> None:  # fmt: skip
+        job_timeout: float | None, log_dir: Path, wait_for_lease: bool) -> None:  # fmt: skip
     """Run every job of a batch file.
 
     \b
@@ -108,7 +113,8 @@ def run(batch_file: str, registry: str | None, max_workers: int, monitor_duratio
     """
     console = Console()
     setup_logging(log_dir, console_handler=_console_handler(console))
-    options = RunOptions(full_refresh, fail_on_invalid, job_timeout, log_dir=log_dir)
+    options = RunOptions(full_refresh, fail_on_invalid, job_timeout, log_dir=log_dir,
+                         wait_for_lease=wait_for_lease)  # fmt: skip
     stats = BatchStats()
     try:
         loaded, batch = api.check(registry, batch_file)  # config errors stop before the monitor
