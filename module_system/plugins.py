@@ -81,7 +81,8 @@ class PluginRegistry:
 # the packages that implement them, so that neither has to import the other.
 SOURCE_TYPES = PluginRegistry(
     "module_system.sources",
-    {
+    kind="source type",
+    builtins={
         "s3": "module_system.sources.s3:S3Source",
         "web": "module_system.sources.web:WebSource",
         "api": "module_system.sources.api:ApiSource",
@@ -92,7 +93,8 @@ SOURCE_TYPES = PluginRegistry(
 
 VALIDATORS = PluginRegistry(
     "module_system.validators",
-    {
+    kind="validator",
+    builtins={
         "json_schema": "module_system.validation.json_schema:JsonSchemaValidator",
         "csv": "module_system.validation.csv:CsvValidator",
         "html": "module_system.validation.html:HtmlValidator",

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from module_system._optional import available
 from module_system.growing_file import is_following
 from module_system.validation.base import (
     IssueCollector,
@@ -41,7 +42,8 @@ from module_system.validation.base import (
 )
 from module_system.validation.table_schema import FieldCheck, compile_schema
 
-FAST_PATH = True  # False: always the pure-Python path (tests compare the two)
+# False: always the pure-Python path (tests compare the two; without module-system[fast-csv]).
+FAST_PATH = available("pyarrow")
 # Smaller files take the pure-Python path: for them Arrow's set-up (and its ~70 MB of
 # memory once imported) costs more than it saves.
 FAST_PATH_MIN_BYTES = 2 * 1024 * 1024
