@@ -1,4 +1,5 @@
-"""The demo: local servers with sample data, the repository's registry and demo batch.
+"""The demo: local servers with sample data, the demo registry and batch (in ``data/``,
+shipped with the package; the checkout's ``project_registry.yaml`` links to them).
 
 Each demo part starts one kind of source (an S3 bucket, and later FTP, API and web
 servers) and exports the environment variables the registry refers to.
@@ -19,7 +20,7 @@ from rich.console import Console
 from module_system.demo.context import DemoContext
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parent / "data"  # registry, batch, schemas
 DEMO_PARTS = [
     "module_system.demo.s3_data:S3DemoData",
     "module_system.demo.web_data:WebDemoData",
@@ -37,12 +38,7 @@ def _load_part(target: str) -> Any:
 def run_demo(workdir: Path | None = None) -> int:
     """Run the demo batch against local servers; return the CLI's exit status."""
     console = Console()
-    registry, batch = CHECKOUT / "project_registry.yaml", CHECKOUT / "demo_batch_jobs.json"
-    if not registry.exists():
-        console.print(
-            "The demo runs from a checkout of Module System (project_registry.yaml not found)."
-        )
-        return 2
+    registry, batch = DATA / "project_registry.yaml", DATA / "demo_batch_jobs.json"
     workdir = workdir or Path(tempfile.mkdtemp(prefix="module-system-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.update(DEMO_CREDENTIALS)
@@ -74,7 +70,7 @@ def _run_batch(
         "--report", str(workdir / "report.json"), "--log-dir", str(workdir / "logs"),
     ]  # fmt: skip
     console.print("demo: " + " ".join(command[1:]), highlight=False)
-    return subprocess.call(command, env={**os.environ, **env}, cwd=CHECKOUT)
+    return subprocess.call(command, env={**os.environ, **env}, cwd=workdir)
 
 
 def _show_landing(console: Console, ctx: DemoContext) -> None:
