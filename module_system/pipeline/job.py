@@ -130,6 +130,7 @@ class JobRun:
             full_refresh=self.options.full_refresh,
             extract=self.service.extract,
             retrier=self.retrier,
+            deadline=self._deadline,
         )
         suite = ValidationSuite(self.service.validation)
         temp = tempfile.TemporaryDirectory(

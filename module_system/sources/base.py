@@ -58,6 +58,7 @@ class SourceContext:
     full_refresh: bool = False
     extract: ExtractConfig | None = None  # the service's ``extract:`` block, if any
     retrier: Retrier | None = None  # the job's: retries made here count in its report
+    deadline: float | None = None  # time.monotonic() when the job times out; waits end there
 
     def make_retrier(self) -> Retrier:
         """The job's retrier, or one of the service's retry settings outside a job."""
