@@ -140,3 +140,75 @@ def test_quarantine_is_not_a_failure_unless_asked(
     assert result.jobs[0].counts.invalid == 2
     assert result.exit_code() == 0
     assert result.exit_code(fail_on_invalid=True) == 1
+
+
+class TurnstileConfig(BaseModel):
+    gate: str
+
+
+class TurnstileSource(Source):
+    """One tiny file per job; fetching it waits until the test opens the service's gate.
+    Counts jobs in progress (from build to close) to see how many run at once."""
+
+    type_name = "turnstile"
+    config_model = TurnstileConfig
+    gates: dict[str, threading.Event] = {}
+    lock = threading.Lock()
+    started: list[str] = []
+    running = 0
+    peak = 0
+
+    def __init__(self, config: TurnstileConfig) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: TurnstileConfig, context: SourceContext) -> Self:
+        with cls.lock:
+            cls.started.append(context.job_id)
+            cls.running += 1
+            cls.peak = max(cls.peak, cls.running)
+        return cls(config)
+
+    def list_items(self) -> Iterator[RemoteItem]:
+        yield RemoteItem(key="one.json", uri=f"turnstile://{self.config.gate}")
+
+    def fetch(self, item: RemoteItem, dest: Path) -> None:
+        TurnstileSource.gates[self.config.gate].wait(30)
+        dest.write_bytes(b"{}")
+
+    def close(self) -> None:
+        with TurnstileSource.lock:
+            TurnstileSource.running -= 1
+
+
+def test_jobs_of_one_service_wait_without_holding_a_worker(
+    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    """max_workers=2; service A has three jobs, B one. B's job must start while A's first
+    job runs: A's second job must not sit in the second slot waiting for the first."""
+    SOURCE_TYPES.register("turnstile", TurnstileSource)
+    TurnstileSource.gates = {"a": threading.Event(), "b": threading.Event()}
+    TurnstileSource.started, TurnstileSource.running, TurnstileSource.peak = [], 0, 0
+    TurnstileSource.gates["b"].set()
+    seen_while_a1_ran: list[str] = []
+
+    def watch() -> None:
+        # Wait for B's job to finish (its gate is open) while A's first job is held.
+        deadline = threading.Event()
+        for _ in range(300):
+            with TurnstileSource.lock:
+                if "b1" in TurnstileSource.started and TurnstileSource.running == 1:
+                    seen_while_a1_ran.extend(TurnstileSource.started)
+                    break
+            deadline.wait(0.05)
+        TurnstileSource.gates["a"].set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    services = {s: {"type": "turnstile", "source": {"gate": s}} for s in ("a", "b")}
+    jobs = [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b")]
+    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url,
+                      max_workers=2)  # fmt: skip
+    assert seen_while_a1_ran == ["a1", "b1"]  # B ran beside A's first job; A's others waited
+    assert TurnstileSource.peak <= 2
+    assert [j for j in TurnstileSource.started if j.startswith("a")] == ["a1", "a2", "a3"]
+    assert [j.status for j in result.jobs] == [JobStatus.COMPLETED] * 4

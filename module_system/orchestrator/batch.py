@@ -1,8 +1,11 @@
-"""Run a batch: submit every job to an executor, wait, and handle interruption.
+"""Run a batch: hand jobs to an executor, collect their results, handle interruption.
+
+At most ``max_workers`` jobs run at once, and jobs of the same service run one after
+another (:mod:`.chains`): a service's next job is submitted when its previous one ends, so
+two jobs never land the same files at once and no worker slot is spent waiting.
 
 Ctrl-C stops taking new jobs; running jobs finish the files they have started and end as
-cancelled; jobs never started are recorded as cancelled too. Jobs of the same service run
-one after another, so two jobs never land the same files at once.
+cancelled; jobs never started are recorded as cancelled too.
 """
 
 from __future__ import annotations
@@ -10,19 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
 from module_system.config.models import BatchFile, JobSpec, Registry
+from module_system.errors import ModuleSystemError
 from module_system.observability.redaction import redact
-from module_system.orchestrator.executor import JobExecutor, ThreadJobExecutor
+from module_system.orchestrator.chains import ServiceChains
+from module_system.orchestrator.executor import BatchContext, JobExecutor, ThreadJobExecutor
 from module_system.orchestrator.stats import BatchStats
-from module_system.pipeline import RunOptions, run_job
+from module_system.pipeline import RunOptions
 from module_system.results import BatchResult, JobResult, JobStatus
 from module_system.state.store import StateStore
 
 log = logging.getLogger(__name__)
+NOT_STARTED = "not started: batch interrupted"
 
 
 def new_run_id() -> str:
@@ -41,29 +46,36 @@ def run_batch(
     cancel: threading.Event | None = None,
     batch_file: str = "",
 ) -> BatchResult:
-    """Run every job of ``batch`` and return their results (jobs never raise)."""
-    run_id = new_run_id()
-    stats = stats or BatchStats()
-    cancel = cancel or threading.Event()
+    """Run every job of ``batch`` and return their results (jobs never raise).
+
+    Raises ``ConfigError`` before anything runs when ``executor`` cannot run the batch
+    (e.g. a Dask cluster whose workers lack a plugin)."""
+    context = BatchContext(registry, state, new_run_id(), options,
+                           cancel or threading.Event(), stats or BatchStats())  # fmt: skip
     executor = executor or ThreadJobExecutor(max_workers)
-    started = datetime.now(UTC)
-    state.start_run(run_id, batch.description, batch_file)
-    log.info("run %s: %d jobs, %d workers", run_id, len(batch.jobs), max_workers)
-    service_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-    futures: dict[str, Future[JobResult]] = {}
+    executor.start(context)
     try:
-        for job in batch.jobs:
-            stats.job_submitted()
-            lock = service_locks[job.service_id]
-            futures[job.job_id] = executor.submit(
-                _run_one, job, registry, state, run_id, options, cancel, stats, lock
-            )
-    except KeyboardInterrupt:  # Ctrl-C while queueing: what was queued is handled below
-        cancel.set()
-    interrupted = _wait_for(futures, cancel)
-    executor.shutdown(cancel_pending=True)
-    results = [_result_of(job, futures.get(job.job_id), state, run_id, stats)
-               for job in batch.jobs]  # fmt: skip
+        return _run(context, batch, executor, max_workers, batch_file)
+    finally:
+        executor.shutdown()
+
+
+def _run(
+    context: BatchContext,
+    batch: BatchFile,
+    executor: JobExecutor,
+    max_workers: int,
+    batch_file: str,
+) -> BatchResult:
+    started = datetime.now(UTC)
+    state, run_id = context.state, context.run_id
+    state.start_run(run_id, batch.description, batch_file)
+    log.info("run %s: %d jobs, %d at once", run_id, len(batch.jobs), max_workers)
+    for _ in batch.jobs:
+        context.stats.job_submitted()
+    dispatcher = _Dispatcher(context, executor, ServiceChains(batch.jobs), max_workers)
+    interrupted = dispatcher.run()
+    results = [dispatcher.result_of(job) for job in batch.jobs]
     result = BatchResult(
         run_id, batch.description, results, started, datetime.now(UTC), interrupted
     )
@@ -74,79 +86,98 @@ def run_batch(
     return result
 
 
-def _run_one(
-    job: JobSpec,
-    registry: Registry,
-    state: StateStore,
-    run_id: str,
-    options: RunOptions,
-    cancel: threading.Event,
-    stats: BatchStats,
-    service_lock: threading.Lock,
-) -> JobResult:
-    with service_lock:  # one job per service at a time
-        stats.job_started()
-        result = run_job(job, registry, state, run_id, options, cancel, stats)
-        stats.job_finished(result.status)
-        return result
+class _Dispatcher:
+    """Submits jobs as slots and services free up, and collects what comes back."""
 
+    def __init__(
+        self, context: BatchContext, executor: JobExecutor, chains: ServiceChains, limit: int
+    ) -> None:
+        self.context, self.executor, self.chains, self.limit = context, executor, chains, limit
+        self.running: dict[Future[JobResult], JobSpec] = {}
+        self.results: dict[str, JobResult] = {}
+        self._cancelled = False
 
-def _wait_for(futures: dict[str, Future[JobResult]], cancel: threading.Event) -> bool:
-    """Wait for every job; on Ctrl-C cancel what has not started and wait for the rest."""
-    pending = set(futures.values())
-    try:
-        if cancel.is_set():
-            raise KeyboardInterrupt  # interrupted while queueing
-        while pending:
-            # A timeout keeps the main thread responsive to KeyboardInterrupt.
-            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-        return cancel.is_set()
-    except KeyboardInterrupt:
-        log.warning("interrupted: no new jobs will start; running jobs finish their current files")
-        cancel.set()
-        for future in futures.values():
-            future.cancel()
-        _drain([f for f in futures.values() if not f.cancelled()])
+    def run(self) -> bool:
+        """Run every job; True when the batch was interrupted."""
+        try:
+            while True:
+                self._start_more()
+                if not self.running:
+                    return self.context.cancel.is_set()
+                # A timeout keeps the main thread responsive to KeyboardInterrupt.
+                done, _ = wait(self.running, timeout=0.5, return_when=FIRST_COMPLETED)
+                self._collect(done)
+        except KeyboardInterrupt:
+            log.warning("interrupted: no new jobs will start; running jobs finish their "
+                        "current files")  # fmt: skip
+            self.context.cancel.set()
+        self._cancel_unstarted()
+        self._drain()
         return True
 
+    def _start_more(self) -> None:
+        if self.context.cancel.is_set():
+            self._cancel_unstarted()
+            return
+        while len(self.running) < self.limit and (job := self.chains.next_job()):
+            self.running[self.executor.submit(job)] = job
 
-def _drain(running: list[Future[JobResult]]) -> None:
-    """Wait for running jobs to stop; further Ctrl-Cs only say that we are waiting."""
-    pending = set(running)
-    while pending:
-        try:
-            _, pending = wait(pending, timeout=0.5)
-        except KeyboardInterrupt:
-            log.warning(
-                "still finishing %d running job(s); their current files complete first",
-                len(pending),
-            )
+    def _cancel_unstarted(self) -> None:
+        if self._cancelled:
+            return
+        self._cancelled = True
+        self.executor.cancel()
+        for future in list(self.running):
+            future.cancel()  # succeeds only for a job that has not started
 
+    def _drain(self) -> None:
+        """Wait for running jobs to stop; further Ctrl-Cs only say that we are waiting."""
+        while self.running:
+            try:
+                done, _ = wait(self.running, timeout=0.5)
+                self._collect(done)
+            except KeyboardInterrupt:
+                log.warning("still finishing %d running job(s); their current files "
+                            "complete first", len(self.running))  # fmt: skip
 
-def _result_of(
-    job: JobSpec,
-    future: Future[JobResult] | None,
-    state: StateStore,
-    run_id: str,
-    stats: BatchStats,
-) -> JobResult:
-    if future is None or future.cancelled():
-        result = JobResult(job.job_id, job.service_id, status=JobStatus.CANCELLED,
-                           error="not started: batch interrupted")  # fmt: skip
-        stats.job_finished(JobStatus.CANCELLED, started=False)
-    else:
+    def _collect(self, done: set[Future[JobResult]]) -> None:
+        for future in done:
+            job = self.running.pop(future)
+            if not future.cancelled():
+                result = self._outcome(job, future)
+                self.context.stats.job_finished(result.status)
+                self.results[job.job_id] = result
+            self.chains.finished(job.service_id)
+
+    def _outcome(self, job: JobSpec, future: Future[JobResult]) -> JobResult:
         try:
             return future.result()
+        except ModuleSystemError as exc:  # the executor lost the job (e.g. a cluster gone)
+            error = redact(str(exc))
         except Exception as exc:  # run_job records its own failures; this is a last resort
-            log.exception("job %s crashed outside its own error handling", job.job_id)
-            result = JobResult(job.job_id, job.service_id, status=JobStatus.FAILED,
-                               error=redact(f"internal error: {exc!r}"))  # fmt: skip
-    try:
-        state.save_job(run_id, job.job_id, job.service_id, status=result.status.value,
-                       error=result.error)  # fmt: skip
-    except Exception as exc:
-        log.error("could not record job %s: %s", job.job_id, redact(str(exc)))
-    return result
+            log.error("job %s crashed outside its own error handling", job.job_id,
+                      exc_info=exc)  # fmt: skip
+            error = redact(f"internal error: {exc!r}")
+        return self._recorded(JobResult(job.job_id, job.service_id, status=JobStatus.FAILED,
+                                        error=error))  # fmt: skip
+
+    def result_of(self, job: JobSpec) -> JobResult:
+        """The job's result; a job that never started is recorded as cancelled."""
+        if job.job_id in self.results:
+            return self.results[job.job_id]
+        self.context.stats.job_finished(JobStatus.CANCELLED, started=False)
+        result = JobResult(job.job_id, job.service_id, status=JobStatus.CANCELLED,
+                           error=NOT_STARTED)  # fmt: skip
+        return self._recorded(result)
+
+    def _recorded(self, result: JobResult) -> JobResult:
+        """Record a result the job itself could not record."""
+        try:
+            self.context.state.save_job(self.context.run_id, result.job_id, result.service_id,
+                                        status=result.status.value, error=result.error)  # fmt: skip
+        except Exception as exc:
+            log.error("could not record job %s: %s", result.job_id, redact(str(exc)))
+        return result
 
 
 def _run_status(results: list[JobResult]) -> str:
