@@ -9,14 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from module_system.demo.servers import free_port
 from module_system.errors import TransientError
 from module_system.sources.http import ratelimit
 from module_system.sources.http.client import ApiClient, retry_after_seconds
+from module_system.sources.http.egress import EgressPolicy
 from module_system.sources.http.ratelimit import RateLimitConfig, TokenBucket, bucket_for
+from module_system.sources.http.transport import make_client
 from module_system.state import StateStore
 from tests import api_server as harness
 from tests.api_server import ApiServer
@@ -72,7 +73,7 @@ def test_flaky_503s_are_retried(run: Any, api: ApiServer) -> None:
     assert job.result.status == "completed", job.result.error
     assert len(api.paths("/flaky")) == 3
     assert job.pages[0]["details"]["records"] == 3
-    assert job.result.retries == {"TransientError": 2}  # counted in the job's report
+    assert job.result.retries == {"http_503": 2}  # counted by reason in the job's report
 
 
 def test_503s_past_the_attempts_fail_the_job(run: Any, api: ApiServer) -> None:
@@ -92,9 +93,12 @@ def test_403_fails_at_once_with_status_url_and_body(run: Any, api: ApiServer) ->
 
 
 def test_connection_errors_are_transient() -> None:
-    client = ApiClient(httpx.Client(), TokenBucket(None))
-    with pytest.raises(TransientError, match="ConnectError"):
-        client.send(httpx.Request("GET", f"http://127.0.0.1:{free_port()}/nothing-listens"))
+    url = f"http://127.0.0.1:{free_port()}/nothing-listens"
+    policy = EgressPolicy.build([url], [url])
+    client = ApiClient(make_client(policy, timeout=5), TokenBucket(None), policy)
+    with pytest.raises(TransientError, match="ConnectError") as caught:
+        client.send(client.build_request("GET", url))
+    assert caught.value.reason == "connect_failed"
     client.close()
 
 

@@ -10,7 +10,10 @@ a complete answer of the API, and the incremental cursor, not content hashing, i
 keeps runs from re-reading old data.
 
 Pages are fetched with the service's retry settings (Retry-After honoured), through the
-host's shared rate limit. See docs/sources/api.md for every key.
+host's shared rate limit, within the service's egress policy: redirects and pagination links
+stay on the configured origin unless ``allowed_origins`` names more, and credentials go only
+to the configured origin (and the token URL) unless ``auth.origins`` names more. See
+docs/sources/api.md for every key and docs/security.md for the policy.
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from module_system.config.models import StrictModel
 from module_system.observability.redaction import mask_url
 from module_system.sources.base import RemoteItem, Source, SourceContext
 from module_system.sources.http.auth import AuthConfig
-from module_system.sources.http.client import ApiClient
+from module_system.sources.http.client import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ApiClient,
+    ResponseTooLarge,
+)
+from module_system.sources.http.egress import EgressPolicy, OriginList
 from module_system.sources.http.incremental import IncrementalConfig, IncrementalCursor
 from module_system.sources.http.pagination import (
     BasePaginator,
@@ -44,6 +52,7 @@ from module_system.sources.http.pagination import (
     PaginationConfig,
 )
 from module_system.sources.http.ratelimit import RateLimitConfig, bucket_for
+from module_system.sources.http.transport import make_client
 from module_system.validation.json_schema import JsonSchemaOptions
 
 SPOOL_BYTES = 4 * 1024 * 1024  # bodies above this wait for the pool on disk, not in memory
@@ -66,6 +75,10 @@ class ApiSourceConfig(StrictModel):
     rate_limit: RateLimitConfig | None = None
     timeout: float = Field(30.0, gt=0)
     max_pages: int | None = Field(None, ge=1)
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
+    allowed_origins: OriginList = Field(
+        default_factory=list, description="more origins redirects and page links may go to"
+    )
 
     @field_validator("url")
     @classmethod
@@ -73,6 +86,14 @@ class ApiSourceConfig(StrictModel):
         if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
             raise ValueError("expected an http:// or https:// URL")
         return value
+
+    def egress_policy(self) -> EgressPolicy:
+        """Requests may go to the URL's origin, the token URL, ``allowed_origins`` and
+        ``auth.origins``; credentials to all of these but ``allowed_origins``."""
+        token_url = getattr(self.auth, "token_url", None)
+        credentialed = [self.url, *([token_url] if token_url else [])]
+        credentialed += self.auth.origins if self.auth else []
+        return EgressPolicy.build([*credentialed, *self.allowed_origins], credentialed)
 
 
 class ApiSource(Source):
@@ -103,16 +124,20 @@ class ApiSource(Source):
 
     @classmethod
     def from_config(cls, config: ApiSourceConfig, context: SourceContext) -> Self:
-        http = httpx.Client(
+        policy = config.egress_policy()
+        client = ApiClient(
+            make_client(policy, timeout=config.timeout),
+            bucket_for(urlsplit(config.url).netloc, config.rate_limit),
+            policy,
             auth=config.auth.build() if config.auth else None,
             headers=config.headers,
-            timeout=config.timeout,
-            follow_redirects=True,
+            cancel=context.cancel,
+            deadline=getattr(context, "deadline", None),  # the job's, where the context has it
+            max_bytes=config.max_response_bytes,
         )
-        bucket = bucket_for(urlsplit(config.url).netloc, config.rate_limit)
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         prefix = f"{day}/{context.job_id}/{context.run_id}"
-        return cls(config, ApiClient(http, bucket, context.cancel), context, prefix)
+        return cls(config, client, context, prefix)
 
     @classmethod
     def adapt_validation(cls, config: Any, validation: dict[str, Any]) -> dict[str, Any]:
@@ -133,10 +158,15 @@ class ApiSource(Source):
             if self.config.max_pages and number > self.config.max_pages:
                 self.context.logger.warning("stopped at max_pages=%d", self.config.max_pages)
                 return
-            page = self.retrier.call(
-                functools.partial(self._get, request, number),
-                f"page {number} of {mask_url(request.url)}",
-            )
+            try:
+                page = self.retrier.call(
+                    functools.partial(self._get, request, number),
+                    f"page {number} of {mask_url(request.url)}",
+                )
+            except ResponseTooLarge as exc:  # a failed page in the manifest; no next page
+                self.unreadable_pages += 1
+                yield self._failed_item(number, request, exc)
+                return
             if self.paginator.is_repeat(page):
                 self.context.logger.warning(
                     "page %d repeats page %d: treating it as the end", number, number - 1
@@ -161,6 +191,7 @@ class ApiSource(Source):
         self.paginator.update_state(page)
         if self.paginator.has_next_page:
             self.paginator.update_request(request)
+            self.client.policy.check_origin(request.url, f"the link to page {page.number + 1},")
         return self.paginator.has_next_page
 
     def _get(self, request: PageRequest, number: int) -> Page:
@@ -194,6 +225,14 @@ class ApiSource(Source):
             extra=extra,
         )
 
+    def _failed_item(self, number: int, request: PageRequest, error: Exception) -> RemoteItem:
+        details = {"page": number, "request_url": mask_url(request.url)}
+        return RemoteItem(
+            key=f"{self.key_prefix}/page-{number:06d}.json",
+            uri=mask_url(request.url),
+            extra={"error": error, "details": details},
+        )
+
     def _spool_body(self, number: int, body: bytes) -> Path:
         if self._spool is None:
             self._spool = tempfile.TemporaryDirectory(prefix="ms-api-")
@@ -202,6 +241,8 @@ class ApiSource(Source):
         return path
 
     def fetch(self, item: RemoteItem, dest: Path) -> None:
+        if "error" in item.extra:
+            raise item.extra["error"]
         if "spooled" in item.extra:
             shutil.move(item.extra["spooled"], dest)
         else:

@@ -6,6 +6,9 @@ the :class:`httpx.Auth` each one builds.
     bearer                     a fixed ``Authorization: Bearer`` token
     oauth2_client_credentials  a token fetched from ``token_url``, cached, refreshed before
                                it expires (and once more if the API answers 401)
+
+Credentials go only to the origin of the configured URL (and, for OAuth2, the token URL);
+``origins: [...]`` in the auth block names more origins that may receive them.
 """
 
 from __future__ import annotations
@@ -16,14 +19,25 @@ from collections.abc import Callable, Generator
 from typing import Annotated, Any, Literal
 
 import httpx
+import orjson
 from pydantic import Field, SecretStr
 
 from module_system.config.models import StrictModel
-from module_system.errors import TerminalError, TransientError
+from module_system.errors import TerminalError
 from module_system.observability.redaction import mask_url, redact, register_secret
+from module_system.sources.http.client import cap_stream, status_error
+from module_system.sources.http.egress import OriginList
+
+TOKEN_BODY_BYTES = 64 * 1024  # a token answer is a few hundred bytes
 
 
-class ApiKeyAuthConfig(StrictModel):
+class _AuthConfig(StrictModel):
+    origins: OriginList = Field(
+        default_factory=list, description="more origins that may receive the credentials"
+    )
+
+
+class ApiKeyAuthConfig(_AuthConfig):
     """``{type: api_key, name: X-API-Key, in: header, api_key: ${KEY}}``."""
 
     type: Literal["api_key"]
@@ -35,7 +49,7 @@ class ApiKeyAuthConfig(StrictModel):
         return ApiKeyAuth(self.name, self.api_key.get_secret_value(), self.location)
 
 
-class BasicAuthConfig(StrictModel):
+class BasicAuthConfig(_AuthConfig):
     type: Literal["basic"]
     username: str
     password: SecretStr
@@ -44,7 +58,7 @@ class BasicAuthConfig(StrictModel):
         return httpx.BasicAuth(self.username, self.password.get_secret_value())
 
 
-class BearerAuthConfig(StrictModel):
+class BearerAuthConfig(_AuthConfig):
     type: Literal["bearer"]
     token: SecretStr
 
@@ -52,7 +66,7 @@ class BearerAuthConfig(StrictModel):
         return BearerAuth(self.token.get_secret_value())
 
 
-class OAuth2ClientCredentialsConfig(StrictModel):
+class OAuth2ClientCredentialsConfig(_AuthConfig):
     """RFC 6749 section 4.4. ``client_auth: body`` sends the client id and secret as form
     fields (most providers); ``basic`` sends them as HTTP Basic (the RFC's default)."""
 
@@ -100,10 +114,10 @@ class OAuth2ClientCredentials(httpx.Auth):
     """Fetches a token through the same client, caches it until ``refresh_leeway`` seconds
     before ``expires_in`` runs out, and fetches a new one once when the API answers 401.
 
-    One source's pages are requested from one thread, so the cache needs no lock.
+    One source's pages are requested from one thread, so the cache needs no lock. Only
+    token answers are read here (capped): API pages are read by the caller, within its own
+    ``max_response_bytes``.
     """
-
-    requires_response_body = True
 
     def __init__(
         self, config: OAuth2ClientCredentialsConfig, clock: Callable[[], float] = time.monotonic
@@ -119,6 +133,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
         if response.status_code == 401:  # revoked or expired early: one fresh token
+            cap_stream(response, TOKEN_BODY_BYTES, "401 answer")  # httpx reads it whole
             self._store(self._parse((yield self._token_request())))
             request.headers["Authorization"] = f"Bearer {self._token}"
             yield request
@@ -138,14 +153,17 @@ class OAuth2ClientCredentials(httpx.Auth):
 
     def _parse(self, response: httpx.Response) -> dict[str, Any]:
         where = f"OAuth2 token request to {mask_url(self.config.token_url)}"
-        if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"{where}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            body = redact(response.text[:200])
-            raise TerminalError(f"{where}: HTTP {response.status_code}: {body}")
+        cap_stream(response, TOKEN_BODY_BYTES, where)
+        body = response.read()
+        status = response.status_code
+        if status >= 400:
+            text = redact(body[:200].decode("utf-8", "replace"))
+            raise status_error(status, f"{where}: HTTP {status}: {text}")
+        if status >= 300:
+            raise TerminalError(f"{where}: HTTP {status}: token requests are not redirected")
         try:
-            token = response.json()
-        except ValueError:
+            token = orjson.loads(body)
+        except orjson.JSONDecodeError:
             raise TerminalError(f"{where}: the answer is not JSON") from None
         if not isinstance(token, dict) or not token.get("access_token"):
             raise TerminalError(f"{where}: the answer has no access_token")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pydantic import Field
 
 from module_system.config.models import StrictModel
+from module_system.errors import JobCancelled, JobTimeout
 
 
 class RateLimitConfig(StrictModel):
@@ -43,11 +44,25 @@ class TokenBucket:
         self._lock = threading.Lock()
         self.granted = 0  # requests let through, for reports and tests
 
-    def acquire(self, cancel: threading.Event | None = None) -> float:
-        """Take one token, waiting as long as needed; return the seconds waited."""
+    def acquire(
+        self, cancel: threading.Event | None = None, deadline: float | None = None
+    ) -> float:
+        """Take one token, waiting as long as needed; return the seconds waited.
+
+        Raises :class:`JobCancelled` when ``cancel`` is set (before or during the wait) and
+        :class:`JobTimeout` when the wait would end past ``deadline`` (on this bucket's
+        clock, ``time.monotonic`` by default): the request must not be sent then.
+        """
+        cancel = cancel or threading.Event()
+        if cancel.is_set():
+            raise JobCancelled("cancelled before the request was sent")
         wait = self.reserve()
-        if wait > 0:
-            (cancel or threading.Event()).wait(wait)
+        if wait <= 0:
+            return wait
+        if deadline is not None and self._clock() + wait > deadline:
+            raise JobTimeout(f"the rate limit asks for a {wait:.1f}s wait, past the job's deadline")
+        if cancel.wait(wait):
+            raise JobCancelled("cancelled while waiting for the rate limit")
         return wait
 
     def reserve(self) -> float:

@@ -1,0 +1,98 @@
+"""The one httpx client factory: every HTTP request of the API source, the crawl, robots.txt,
+sitemaps and the OAuth2 token request goes through a client made here.
+
+Connections are opened by :class:`PinnedBackend`, an httpcore network backend that resolves
+the host once, checks every address against the service's :class:`EgressPolicy`, and
+connects to a checked address. httpcore still sends the host name as TLS SNI and checks the
+certificate against it, and httpx sends it in ``Host``; only the socket's peer is pinned.
+So there is no window between the check and the connection for a DNS answer to change.
+
+Redirects are never followed by httpx (``follow_redirects=False``): callers follow them hop
+by hop and check each hop's origin. Environment proxies are not used: a proxy would resolve
+names itself, out of reach of the address check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpcore
+import httpx
+
+from module_system.sources.http.egress import EgressPolicy, EgressRefused
+
+DEFAULT_CONNECTIONS = 10
+
+
+class PinnedBackend(httpcore.NetworkBackend):
+    """Connects only to addresses the policy allows, the very addresses it checked."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self.policy = policy
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = self.policy.checked_addresses(host, port)
+        except OSError as exc:  # DNS failure: httpx reports it as a ConnectError
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:  # like socket.create_connection, first that answers wins
+            try:
+                return self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+        assert failure is not None  # checked_addresses never returns an empty list
+        raise failure
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        raise EgressRefused(f"unix socket {path} refused: only TCP is used", path)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """httpx's own transport with its connection pool opening sockets through
+    :class:`PinnedBackend` (TLS settings from the environment, as httpx's default)."""
+
+    def __init__(self, policy: EgressPolicy, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=PinnedBackend(policy),
+        )
+
+
+def make_client(
+    policy: EgressPolicy,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    connections: int = DEFAULT_CONNECTIONS,
+) -> httpx.Client:
+    """An :class:`httpx.Client` bound to ``policy``: pinned connections, no redirects
+    followed, no proxies. ``headers`` are sent on every request: never put credentials
+    here (see :meth:`EgressPolicy.gets_credentials`)."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(
+        transport=PinnedTransport(policy, limits),
+        headers=headers,
+        timeout=timeout,
+        follow_redirects=False,
+    )
