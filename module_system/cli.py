@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -11,13 +14,17 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from module_system import api
+from module_system._optional import missing_extra_for
+from module_system.config import BatchFile, Registry
 from module_system.errors import ConfigError
 from module_system.observability.logging import DEFAULT_LOG_DIR, setup_logging
 from module_system.observability.redaction import redact
 from module_system.orchestrator.monitor import Monitor
 from module_system.orchestrator.report import print_summary, write_report
+from module_system.orchestrator.rerun import NothingToRerun, rerun_batch, rerun_batch_file
 from module_system.orchestrator.stats import BatchStats
 from module_system.pipeline import RunOptions
+from module_system.state.store import StateStore
 
 EXIT_CONFIG = 2
 EXIT_INTERRUPTED = 130
@@ -44,8 +51,11 @@ def main() -> None:
 
 
 @main.command()
+@click.option("--batch-file", type=click.Path(dir_okay=False), help="JSON batch of jobs.")
 @click.option(
-    "--batch-file", required=True, type=click.Path(dir_okay=False), help="JSON batch of jobs."
+    "--rerun-failed",
+    metavar="RUN_ID",
+    help="Instead of a batch file: the failed, timed-out and cancelled jobs of run RUN_ID.",
 )
 @click.option(
     "--registry",
@@ -100,31 +110,45 @@ def main() -> None:
     is_flag=True,
     help="When another run is running a service, wait for it instead of failing the job.",
 )
-def run(batch_file: str, registry: str | None, max_workers: int, monitor_duration: int,
-        report: Path | None, state_url: str | None, full_refresh: bool, fail_on_invalid: bool,
-        job_timeout: float | None, log_dir: Path, wait_for_lease: bool) -> None:  # fmt: skip
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for them.")
+def run(batch_file: str | None, rerun_failed: str | None, registry: str | None,
+        max_workers: int, monitor_duration: int, report: Path | None, state_url: str | None,
+        full_refresh: bool, fail_on_invalid: bool, job_timeout: float | None, log_dir: Path,
+        wait_for_lease: bool, metrics_port: int | None, metrics_host: str) -> None:  # fmt: skip
     """Run every job of a batch file.
 
     \b
     Example:
       module-system run --batch-file jobs.json --registry project_registry.yaml --max-workers 10
+      module-system run --rerun-failed 20260301T080000Z-1a2b3c4d
 
     Exit status: 0 all jobs completed, 1 some job failed or was cancelled, 2 bad config.
     """
+    if (batch_file is None) == (rerun_failed is None):
+        raise click.UsageError("give either --batch-file or --rerun-failed RUN_ID")
     console = Console()
     setup_logging(log_dir, console_handler=_console_handler(console))
     options = RunOptions(full_refresh, fail_on_invalid, job_timeout, log_dir=log_dir,
                          wait_for_lease=wait_for_lease)  # fmt: skip
     stats = BatchStats()
     try:
-        loaded, batch = api.check(registry, batch_file)  # config errors stop before the monitor
-        assert batch is not None
-        with Monitor(stats, console, monitor_duration):
-            result = api.run_checked(loaded, batch, batch_file, max_workers=max_workers,
+        # config errors stop before the monitor
+        loaded, batch, batch_name = _batch_to_run(registry, batch_file, rerun_failed, state_url)
+        metrics = _metrics_server(metrics_host, metrics_port, state_url, console)
+        with metrics, Monitor(stats, console, monitor_duration):
+            result = api.run_checked(loaded, batch, batch_name, max_workers=max_workers,
                                      state_url=state_url, options=options, stats=stats)  # fmt: skip
     except ConfigError as exc:
         _config_error(exc)
         return
+    except NothingToRerun as exc:
+        click.echo(f"{exc}: nothing to re-run")
+        sys.exit(0)
     except KeyboardInterrupt:  # before any job started; during the run it is handled inside
         click.echo("interrupted before any job started", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -133,6 +157,51 @@ def run(batch_file: str, registry: str | None, max_workers: int, monitor_duratio
         write_report(result, report)
         console.print(f"report written to {report}", highlight=False)
     sys.exit(result.exit_code(fail_on_invalid))
+
+
+def _batch_to_run(
+    registry: str | None, batch_file: str | None, rerun_of: str | None, state_url: str | None
+) -> tuple[Registry, BatchFile, str]:
+    """The registry, the batch and the name the run records for it."""
+    if rerun_of is None:
+        loaded, batch = api.check(registry, batch_file)
+        assert batch is not None and batch_file is not None
+        return loaded, batch, batch_file
+    loaded, _ = api.check(registry)
+    store = StateStore(state_url)
+    try:
+        return loaded, rerun_batch(store.engine, rerun_of, loaded), rerun_batch_file(rerun_of)
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _metrics_server(
+    host: str, port: int | None, state_url: str | None, console: Console
+) -> Iterator[None]:
+    """Serve the state store's Prometheus metrics while the run goes (when asked)."""
+    if port is None:
+        yield
+        return
+    try:
+        from module_system.observability.metrics import metrics_registry, serve_metrics
+        from module_system.state.queries import metrics_snapshot
+    except ModuleNotFoundError as exc:
+        raise missing_extra_for(exc, "--metrics-port") or exc from None
+    store = StateStore(state_url)
+    try:
+        stop = serve_metrics(metrics_registry(lambda: metrics_snapshot(store.engine)), host, port)
+    except OSError as exc:
+        store.close()
+        raise ConfigError(
+            f"--metrics-port {port}: cannot listen on {host}: {exc.strerror}"
+        ) from None
+    console.print(f"metrics: http://{host}:{port}/metrics", highlight=False)
+    try:
+        yield
+    finally:
+        stop()
+        store.close()
 
 
 @main.command()
@@ -175,6 +244,91 @@ def history(state_url: str | None, limit: int) -> None:
             )
             click.echo(f"    {job['job_id']:<30} {job['status']:<10} {tallies}")
     store.close()
+
+
+@main.command()
+@click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="State store URL.")
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="project_registry.yaml: lists services that never ran; needed for re-runs.",
+)
+@click.option(
+    "--log-dir",
+    default=str(DEFAULT_LOG_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Job logs shown on job pages; re-runs log here.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; beyond loopback a token is required.",
+)
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--token",
+    envvar="MODULE_SYSTEM_DASHBOARD_TOKEN",
+    help="Required on every request (prefer $MODULE_SYSTEM_DASHBOARD_TOKEN).",
+)
+def dashboard(state_url: str | None, registry: Path | None, log_dir: Path, host: str,
+              port: int, token: str | None) -> None:  # fmt: skip
+    """Serve the web dashboard: runs, jobs and files, live; /metrics for Prometheus.
+
+    \b
+    Example:
+      module-system dashboard --registry project_registry.yaml   # http://127.0.0.1:8765/
+    """
+    try:
+        from module_system.dashboard import DashboardSettings, serve
+    except ModuleNotFoundError as exc:
+        _config_error(missing_extra_for(exc, "the dashboard") or ConfigError(str(exc)))
+        return
+    settings = DashboardSettings(state_url=state_url, registry_path=registry, log_dir=log_dir,
+                                 host=host, port=port, token=token or None)  # fmt: skip
+    console = Console()
+    setup_logging(log_dir, console_handler=_console_handler(console))  # for re-runs
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"Dashboard: http://{shown}:{port}/  (Ctrl-C stops it)", highlight=False)
+    try:
+        serve(settings)
+    except ConfigError as exc:
+        _config_error(exc)
+
+
+@main.command()
+@click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="State store URL.")
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="AGE",
+    help="Delete runs that started longer ago than this: 90d, 12h, 2w.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def prune(state_url: str | None, older_than: str, dry_run: bool) -> None:
+    """Delete old runs, their jobs and file records. What landed stays known: the next run
+    is still incremental.
+
+    \b
+    Example:
+      module-system prune --older-than 90d
+    """
+    from module_system.state.queries import parse_age, prune_runs
+
+    try:
+        age = parse_age(older_than)
+        store = StateStore(state_url)
+    except ConfigError as exc:
+        _config_error(exc)
+        return
+    try:
+        result = prune_runs(store.engine, datetime.now(UTC) - age, dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} {result.runs} runs, {result.jobs} jobs, {result.files} file records "
+               f"(runs started before {older_than} ago)")  # fmt: skip
 
 
 @main.command()

@@ -9,15 +9,17 @@ or a job of 10,000 files costs one page of rows, whatever the store holds.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 
-from module_system.observability.metrics import (
+from module_system.errors import ConfigError
+from module_system.observability.metric_values import (
     DURATION_BUCKETS,
     OUTCOME_COUNTS,
     DurationStats,
@@ -459,7 +461,18 @@ def _duration_stats(conn: Any) -> dict[str, DurationStats]:
     }
 
 
-# retention -----------------------------------------------------------------------------
+# retention ---------------------------------------------------------------------------
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> timedelta:
+    """``90d``, ``12h``, ``2w``, ``30m``, ``45s`` as a timedelta (ConfigError otherwise)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text.lower())
+    if not match:
+        raise ConfigError(f"--older-than {text!r}: use a number and a unit, e.g. 90d, 12h, 2w")
+    return timedelta(seconds=int(match.group(1)) * AGE_UNITS[match.group(2)])
+
+
 def prune_runs(engine: Engine, before: datetime, *, dry_run: bool = False) -> PruneResult:
     """Delete runs that started before ``before`` (and are not running), with their jobs
     and file records. What landed (``ms_files``) stays: it makes the next run incremental."""
