@@ -3,7 +3,9 @@
 One FTP control connection (or one SFTP session) carries one transfer at a time, but a
 job fetches ``concurrency`` files at once. The pool opens connections lazily up to
 ``limit``, hands each to one thread at a time, and drops a connection that saw an error
-instead of returning it, so a broken session is never reused.
+instead of returning it, so a broken session is never reused. A thread waiting for a
+connection gives up when the job is cancelled or its deadline passes: a transfer that holds
+every connection must not hold the job past its timeout or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
+from module_system.errors import JobCancelled, TransientError
+
 C = TypeVar("C")
 
 # A connection idle for longer than this is checked (e.g. FTP NOOP) before reuse.
 STALE_AFTER = 15.0
+# How often a waiting thread looks at the cancel event (setting it notifies no one here).
+CANCEL_POLL = 0.2
 
 
 class ConnectionPool(Generic[C]):
@@ -29,9 +35,13 @@ class ConnectionPool(Generic[C]):
         closer: Callable[[C], None],
         limit: int,
         is_alive: Callable[[C], bool] | None = None,
+        cancel: threading.Event | None = None,
+        deadline: float | None = None,
     ) -> None:
         self._open, self._close, self._is_alive = opener, closer, is_alive
         self.limit = limit
+        self._cancel = cancel or threading.Event()
+        self._deadline = deadline  # time.monotonic() value; None: wait as long as needed
         self._idle: list[tuple[C, float]] = []
         self._count = 0
         self._closed = False
@@ -59,13 +69,28 @@ class ConnectionPool(Generic[C]):
                 if self._count < self.limit:
                     self._count += 1  # reserve the slot before the slow connect
                     break
-                self._cond.wait()
+                self._cond.wait(self._wait_slice())
         if since is None:
             return self._open_reserved()
         if time.monotonic() - since > STALE_AFTER and self._is_alive and not self._is_alive(conn):
             self._discard(conn)
             return self._acquire()
         return conn
+
+    def _wait_slice(self) -> float:
+        """Seconds to wait for a free connection before looking again; raises once the job
+        is cancelled or past its deadline."""
+        if self._cancel.is_set():
+            raise JobCancelled("cancelled while waiting for a free connection")
+        if self._deadline is None:
+            return CANCEL_POLL
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TransientError(
+                f"no free connection (all {self.limit} busy) before the job's deadline",
+                reason="pool_timeout",
+            )
+        return min(left, CANCEL_POLL)
 
     def _open_reserved(self) -> C:
         try:

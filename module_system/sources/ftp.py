@@ -1,48 +1,45 @@
 """FTP and FTPS source: files below a remote folder, listed with MLSD or LIST.
 
-Each transfer needs its own control connection, so fetches borrow connections from a
-small :class:`~module_system.sources.connection_pool.ConnectionPool` capped at
-``max_connections``. Listing borrows one connection per folder and lists it whole, so a
-job with ``max_connections: 1`` cannot deadlock between its listing and its fetches.
+The walk, resuming and the connection pool are :class:`FileServerSource`'s; this module
+speaks FTP: log in (with TLS where asked), list a folder with MLSD or LIST, resolve links
+with SIZE and exact times with MDTM, read a file with ``REST`` + ``RETR``. One control
+connection carries one transfer at a time, so each fetch borrows a pooled connection.
 
-Library errors (ftplib, socket, ssl) are translated in :func:`ftp_errors` only.
+Library errors (ftplib, socket, ssl) are translated in :func:`ftp_error` only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ftplib
-import functools
-import posixpath
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal
 
 from pydantic import Field
 
-from module_system.errors import (
-    ItemVanished,
-    JobCancelled,
-    ModuleSystemError,
-    TerminalError,
-    TransientError,
+from module_system.errors import ItemVanished, ModuleSystemError, TerminalError, TransientError
+from module_system.sources.base import SourceContext
+from module_system.sources.file_server import (
+    FileServerConfig,
+    FileServerSource,
+    Reader,
+    Root,
+    connection_error,
 )
-from module_system.sources.base import RemoteItem, Source, SourceContext
-from module_system.sources.connection_pool import ConnectionPool
-from module_system.sources.file_server import FileServerConfig, file_version, relative_key
 from module_system.sources.ftp_listing import (
     EntryKind,
     ListingEntry,
     parse_ftp_timestamp,
     parse_list_line,
     parse_mlsd_facts,
+    parse_mlst_reply,
 )
 
-CHUNK = 256 * 1024
 _VANISHED_HINTS = ("no such file", "not found", "does not exist", "cannot find")
 
 
@@ -92,10 +89,12 @@ class _ImplicitOrReusingTLS(ftplib.FTP_TLS):
 
 @dataclass
 class _Session:
-    """One logged-in control connection and what its server offers."""
+    """One logged-in control connection, what its server offers, and its current folder
+    (so a folder found as the root is not entered twice)."""
 
     ftp: ftplib.FTP
     features: set[str] = field(default_factory=set)
+    cwd: str | None = None
 
     @property
     def mlsd(self) -> bool:
@@ -104,47 +103,52 @@ class _Session:
     def supports(self, feature: str) -> bool:
         return feature in self.features
 
+    def enter(self, folder: str) -> None:
+        if self.cwd != folder:
+            self.ftp.cwd(folder)
+            self.cwd = folder
 
-class FtpSource(Source):
+
+class FtpSource(FileServerSource[_Session]):
     """Every file below ``path`` (recursively by default) matching ``include`` and not
     ``exclude``. Item keys are paths relative to ``path``; versions are size+mtime."""
 
     type_name = "ftp"
     config_model = FtpSourceConfig
-    scheme = "ftp"
+    config: FtpSourceConfig
 
     def __init__(self, config: FtpSourceConfig, context: SourceContext) -> None:
-        self.config = config
-        self.context = context
-        self._retrier = context.make_retrier()
-        self._pool: ConnectionPool[_Session] = ConnectionPool(
-            self._open, _quit, config.max_connections, _is_alive
-        )
-        self._root: str | None = None
+        super().__init__(config, context)
+        if _password_in_clear(config):
+            context.logger.warning(
+                "%s: plain FTP sends the password in clear text; use tls: explicit (or "
+                "implicit) if the server offers it",
+                self.where(),
+            )
 
-    @classmethod
-    def from_config(cls, config: FtpSourceConfig, context: SourceContext) -> Self:
-        return cls(config, context)
-
-    def where(self, path: str = "") -> str:
-        """The server and path for messages: never the password."""
-        cfg = self.config
-        scheme = "ftps" if cfg.tls != "none" else self.scheme
-        return f"{scheme}://{cfg.username}@{cfg.host}:{cfg.port}{path}"
+    def _scheme(self) -> str:
+        return "ftps" if self.config.tls != "none" else "ftp"
 
     # --- connections
 
-    def _open(self) -> _Session:
-        cfg = self.config
+    def _connect(self) -> _Session:
         ftp = self._client()
-        with ftp_errors(self.where(), "connect"):
+        try:
+            return self._log_in(ftp)
+        except BaseException:
+            _quit_session(ftp)  # the half-open connection
+            raise
+
+    def _log_in(self, ftp: ftplib.FTP) -> _Session:
+        cfg = self.config
+        with self._translated("", "connect"):
             ftp.connect(cfg.host, cfg.port, timeout=cfg.connect_timeout)
         if isinstance(ftp, ftplib.FTP_TLS) and cfg.tls == "explicit":
-            with ftp_errors(self.where(), "TLS handshake", ftp):
+            with self._translated("", "TLS handshake"):
                 ftp.auth()
-        with ftp_errors(self.where(), "login", ftp):
+        with self._translated("", "login"):
             ftp.login(cfg.username, cfg.password.get_secret_value())
-        with ftp_errors(self.where(), "session setup", ftp):
+        with self._translated("", "session setup"):
             if isinstance(ftp, ftplib.FTP_TLS):
                 ftp.prot_p()
             ftp.set_pasv(cfg.passive)
@@ -163,147 +167,110 @@ class FtpSource(Source):
         client.implicit = cfg.tls == "implicit"
         return client
 
+    def _disconnect(self, conn: _Session) -> None:
+        _quit_session(conn.ftp)
+
+    def _is_alive(self, conn: _Session) -> bool:
+        try:
+            conn.ftp.voidcmd("NOOP")
+        except (ftplib.Error, OSError, EOFError):
+            return False
+        return True
+
     # --- listing
 
-    def list_items(self) -> Iterator[RemoteItem]:
-        folders = [self.config.path]
-        while folders:
-            folder = folders.pop()
-            entries, root_folder = self._retrier.call(
-                functools.partial(self._list_folder, folder), f"list {self.where(folder)}"
-            )
-            for entry in entries:
-                if self.context.cancel.is_set():
-                    return
-                path = posixpath.join(root_folder, entry.name)
-                if entry.kind is EntryKind.DIR:
-                    if self.config.recursive:
-                        folders.append(path)
-                elif entry.kind is EntryKind.FILE:
-                    yield self._item(path, entry)
+    def _find_root(self, conn: _Session, path: str) -> Root:
+        conn.enter(path)
+        conn.cwd = absolute = conn.ftp.pwd()
+        return Root(absolute, _unique(conn, absolute))
 
-    def _list_folder(self, folder: str) -> tuple[list[ListingEntry], str]:
-        """List one folder whole on one borrowed connection. Returns its absolute path."""
-        first = self._root is None
-        phase = "list" if first else "list folder"
-        with ftp_errors(self.where(folder), phase), self._pool.connection() as session:
-            session.ftp.cwd(folder)
-            absolute = session.ftp.pwd() if first else folder
-            if first:
-                self._root = absolute
-            raw = _mlsd(session) if session.mlsd else _list(session, self.context)
-            return self._complete(session, absolute, raw), absolute
+    def _list_folder(self, conn: _Session, folder: str) -> list[ListingEntry]:
+        conn.enter(folder)
+        return _mlsd(conn) if conn.mlsd else _list(conn, self.context)
 
-    def _complete(
-        self, session: _Session, folder: str, entries: list[ListingEntry]
-    ) -> list[ListingEntry]:
+    def _settle(self, conn: _Session, path: str, entry: ListingEntry) -> ListingEntry:
         """Resolve symlinks and replace LIST's coarse dates with MDTM where offered."""
-        done = []
-        for entry in entries:
-            path = posixpath.join(folder, entry.name)
-            if entry.kind is not EntryKind.DIR and not self._wanted(path):
-                continue  # no SIZE/MDTM round trips for files the job would skip anyway
-            if entry.kind is EntryKind.LINK:
-                entry = _resolve_link(session, path, entry)
-            elif entry.kind is EntryKind.FILE and not entry.exact_time:
-                entry = _with_mdtm(session, path, entry)
-            done.append(entry)
-        return done
-
-    def _wanted(self, path: str) -> bool:
-        assert self._root is not None
-        return self.config.wanted(relative_key(self._root, path))
-
-    def _item(self, path: str, entry: ListingEntry) -> RemoteItem:
-        assert self._root is not None
-        key = relative_key(self._root, path)
-        return RemoteItem(
-            key=key,
-            uri=self.where(path),
-            size=entry.size,
-            version=file_version(entry.size, entry.modified),
-            modified=entry.modified,
-            extra={"path": path},
-        )
+        if entry.kind is EntryKind.LINK:
+            return _resolve_link(conn, path, entry)
+        if entry.kind is EntryKind.FILE and not entry.exact_time:
+            return _with_mdtm(conn, path, entry)
+        return entry
 
     # --- fetching
 
-    def writes_in_place(self, item: RemoteItem) -> bool:
-        return True  # streamed front to back into dest (resuming appends)
+    def _can_resume(self, conn: _Session) -> bool:
+        return conn.supports("REST STREAM")
 
-    def fetch(self, item: RemoteItem, dest: Path) -> None:
-        path: str = item.extra["path"]
-        with ftp_errors(self.where(path), "download"), self._pool.connection() as session:
-            offset = dest.stat().st_size if dest.exists() else 0
-            resume = 0 < offset < (item.size or 0) and session.supports("REST STREAM")
-            try:
-                with dest.open("ab" if resume else "wb") as out:
-                    session.ftp.retrbinary(
-                        f"RETR {path}", self._writer(out, path), CHUNK, offset if resume else None
-                    )
-            except ftplib.error_perm as exc:
-                if _reply(exc).startswith("550") and not _exists(session, path, exc):
-                    raise ItemVanished(f"{self.where(path)}: gone since listing") from exc
-                raise
-        if resume:
-            self.context.logger.info("%s: resumed at byte %d", self.where(path), offset)
-
-    def _writer(self, out: Any, path: str) -> Callable[[bytes], None]:
-        cancel = self.context.cancel
-
-        def write(chunk: bytes) -> None:
-            if cancel.is_set():
-                raise JobCancelled(f"{self.where(path)}: cancelled during download")
-            out.write(chunk)
-
-        return write
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-@contextmanager
-def ftp_errors(where: str, phase: str, ftp: ftplib.FTP | None = None) -> Iterator[None]:
-    """Translate ftplib/socket/ssl errors into transient or terminal ones.
-
-    ``phase`` names the step for the message (connect, login, list, download); when
-    ``ftp`` is given, the half-open connection is closed on error.
-    """
-    try:
-        yield
-    except BaseException as exc:
-        if ftp is not None:
-            _quit_session(ftp)
-        if isinstance(exc, ModuleSystemError) or not isinstance(exc, Exception):
+    @contextmanager
+    def _reading(
+        self, conn: _Session, path: str, offset: int, size: int | None
+    ) -> Iterator[Reader]:
+        """``RETR`` (after ``REST offset``) as ``ftplib.FTP.retrbinary`` sends it, read
+        through the data connection instead of a callback."""
+        ftp = conn.ftp
+        ftp.voidcmd("TYPE I")
+        try:
+            data = ftp.transfercmd(f"RETR {path}", offset or None)
+        except ftplib.error_perm as exc:
+            if _reply(exc).startswith("550") and not _exists(conn, path, exc):
+                raise ItemVanished(f"{self.where(path)}: gone since listing") from exc
             raise
-        raise _translate(exc, where, phase) from exc
+        with data:
+            yield data.recv
+            if isinstance(data, ssl.SSLSocket):
+                data.unwrap()
+        ftp.voidresp()
+
+    def _translate(self, exc: Exception, where: str, phase: str) -> ModuleSystemError:
+        return ftp_error(exc, where, phase)
 
 
-def _translate(exc: Exception, where: str, phase: str) -> ModuleSystemError:
+def _password_in_clear(config: FtpSourceConfig) -> bool:
+    anonymous = config.username.lower() in ("anonymous", "ftp")
+    return config.tls == "none" and not anonymous and bool(config.password.get_secret_value())
+
+
+def ftp_error(exc: Exception, where: str, phase: str) -> ModuleSystemError:
+    """Translate an ftplib/socket/ssl error into a transient or terminal one with a reason:
+    ``ftp_{reply code}``, ``tls_untrusted``, ``tls_failed``, ``dns``, ``timeout`` or
+    ``connection_lost``."""
     if isinstance(exc, ftplib.error_perm):
         reply = _reply(exc)
+        reason = _reply_reason(reply)
         if reply.startswith("530") or phase == "login":
-            return TerminalError(f"{where}: login refused ({reply})")
+            return TerminalError(f"{where}: login refused ({reply})", reason=reason)
         if phase == "list" and reply.startswith("550"):
-            return TerminalError(f"{where}: path missing or not accessible ({reply})")
+            message = f"{where}: path missing or not accessible ({reply})"
+            return TerminalError(message, reason=reason)
         if phase == "TLS handshake":
-            return TerminalError(f"{where}: TLS handshake failed: server refused ({reply})")
-        return TerminalError(f"{where}: {phase} refused ({reply})")
+            message = f"{where}: TLS handshake failed: server refused ({reply})"
+            return TerminalError(message, reason=reason)
+        return TerminalError(f"{where}: {phase} refused ({reply})", reason=reason)
     if isinstance(exc, ftplib.error_temp):
-        return TransientError(f"{where}: {phase} failed, temporary ({_reply(exc)})")
+        reply = _reply(exc)
+        message = f"{where}: {phase} failed, temporary ({reply})"
+        return TransientError(message, reason=_reply_reason(reply))
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or exc.reason or str(exc)
-        return TerminalError(f"{where}: TLS handshake failed: certificate not trusted ({detail})")
+        message = f"{where}: TLS handshake failed: certificate not trusted ({detail})"
+        return TerminalError(message, reason="tls_untrusted")
     if isinstance(exc, ssl.SSLError) and phase in ("connect", "TLS handshake"):
-        return TerminalError(f"{where}: TLS handshake failed ({exc.reason or exc})")
+        message = f"{where}: TLS handshake failed ({exc.reason or exc})"
+        return TerminalError(message, reason="tls_failed")
     if isinstance(exc, socket.gaierror):
-        return TerminalError(f"{where}: cannot resolve host ({exc})")
+        return TerminalError(f"{where}: cannot resolve host ({exc})", reason="dns")
     if isinstance(exc, ftplib.Error):  # error_reply, error_proto: an unexpected answer
-        return TransientError(f"{where}: {phase}: unexpected server reply ({_reply(exc)})")
+        reply = _reply(exc)
+        message = f"{where}: {phase}: unexpected server reply ({reply})"
+        return TransientError(message, reason=_reply_reason(reply, "ftp_unexpected_reply"))
     if isinstance(exc, EOFError | OSError):
-        detail = str(exc) or type(exc).__name__
-        return TransientError(f"{where}: {phase}: connection lost or timed out ({detail})")
+        return connection_error(exc, where, phase)
     return TerminalError(f"{where}: {phase} failed: {exc!r}")
+
+
+def _reply_reason(reply: str, otherwise: str = "ftp_refused") -> str:
+    code = reply[:3]
+    return f"ftp_{code}" if code.isdigit() else otherwise
 
 
 def _reply(exc: BaseException) -> str:
@@ -380,6 +347,17 @@ def _with_mdtm(session: _Session, path: str, entry: ListingEntry) -> ListingEntr
     return ListingEntry(entry.name, entry.kind, entry.size, modified, exact_time=True)
 
 
+def _unique(session: _Session, path: str) -> str | None:
+    """MLST's ``unique`` fact of ``path``, where the server gives one."""
+    if not session.mlsd:
+        return None
+    try:
+        reply = session.ftp.sendcmd(f"MLST {path}")
+    except ftplib.error_perm:
+        return None
+    return parse_mlst_reply(reply).get("unique") or None
+
+
 def _exists(session: _Session, path: str, refusal: ftplib.error_perm) -> bool:
     """After a 550 on RETR: is the file still there (so it is unreadable) or gone?"""
     if session.supports("SIZE") or session.mlsd:
@@ -392,18 +370,6 @@ def _exists(session: _Session, path: str, refusal: ftplib.error_perm) -> bool:
             return False
         return True
     return not any(hint in _reply(refusal).lower() for hint in _VANISHED_HINTS)
-
-
-def _is_alive(session: _Session) -> bool:
-    try:
-        session.ftp.voidcmd("NOOP")
-    except (ftplib.Error, OSError, EOFError):
-        return False
-    return True
-
-
-def _quit(session: _Session) -> None:
-    _quit_session(session.ftp)
 
 
 def _quit_session(ftp: ftplib.FTP) -> None:

@@ -29,7 +29,9 @@ class EntryKind(enum.Enum):
 @dataclass(frozen=True)
 class ListingEntry:
     """One name in a directory. ``modified`` is UTC; ``exact_time`` is False when it came
-    from a LIST date (minute or day precision, year sometimes inferred)."""
+    from a LIST date (minute or day precision, year sometimes inferred). ``identity`` is
+    what the server says tells this object from every other (MLSD's ``unique`` fact): two
+    names with one identity are one folder, e.g. a folder and a link to it."""
 
     name: str
     kind: EntryKind
@@ -37,6 +39,7 @@ class ListingEntry:
     modified: datetime | None = None
     exact_time: bool = False
     target: str | None = None
+    identity: str | None = None
 
 
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
@@ -76,7 +79,18 @@ def parse_mlsd_facts(name: str, facts: dict[str, str]) -> ListingEntry:
         size=int(size) if size and size.isdigit() else None,
         modified=parse_ftp_timestamp(modify) if modify else None,
         exact_time=bool(modify),
+        identity=facts.get("unique") or None,
     )
+
+
+def parse_mlst_reply(reply: str) -> dict[str, str]:
+    """The facts of an ``MLST`` reply (``250-...``, `` type=dir;unique=801g2; /path``,
+    ``250 End``), fact names lower-cased; empty when the reply holds none."""
+    for line in reply.splitlines()[1:-1]:
+        facts, _, _name = line.strip().partition(" ")
+        pairs = (fact.partition("=") for fact in facts.split(";") if "=" in fact)
+        return {key.lower(): value for key, _, value in pairs}
+    return {}
 
 
 def parse_ftp_timestamp(value: str) -> datetime | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from module_system.aws import make_client, translate_errors
 from module_system.config.models import S3Connection
 from module_system.errors import TransientError
 from module_system.sources.base import RemoteItem, Source, SourceContext
+from module_system.sources.globs import wanted
 
 CHUNK = 1024 * 1024
 
@@ -79,10 +79,7 @@ class S3Source(Source):
         )
 
     def _wanted(self, relative: str) -> bool:
-        def matches(patterns: list[str]) -> bool:
-            return any(fnmatch.fnmatchcase(relative, p) for p in patterns)
-
-        return matches(self.config.include) and not matches(self.config.exclude)
+        return wanted(relative, self.config.include, self.config.exclude)
 
     def writes_in_place(self, item: RemoteItem) -> bool:
         # Ranged downloads write parts out of order into a temp file renamed at the end.

@@ -3,15 +3,14 @@
 Host keys are checked strictly by default: the server's key must be in ``known_hosts``
 (the given file, else ``~/.ssh/known_hosts``). Each pooled connection is one SSH
 transport with one SFTP session, so transfers run in parallel up to ``max_connections``.
+The walk, resuming and the pool are :class:`FileServerSource`'s.
 
-Library errors (paramiko, socket) are translated in :func:`sftp_errors` only.
+Library errors (paramiko, socket) are translated in :func:`sftp_error` only.
 """
 
 from __future__ import annotations
 
-import functools
 import io
-import posixpath
 import socket
 import stat
 from collections.abc import Iterator
@@ -19,23 +18,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
 
 import paramiko
 from pydantic import Field, SecretStr
 
-from module_system.errors import (
-    ItemVanished,
-    JobCancelled,
-    ModuleSystemError,
-    TerminalError,
-    TransientError,
+from module_system.errors import ItemVanished, ModuleSystemError, TerminalError
+from module_system.sources.file_server import (
+    FileServerConfig,
+    FileServerSource,
+    Reader,
+    Root,
+    connection_error,
 )
-from module_system.sources.base import RemoteItem, Source, SourceContext
-from module_system.sources.connection_pool import ConnectionPool
-from module_system.sources.file_server import FileServerConfig, file_version, relative_key
+from module_system.sources.ftp_listing import EntryKind, ListingEntry
 
-CHUNK = 256 * 1024
+# Read requests of 32 KB in flight per transfer: 2 MB ahead, enough to fill a fast link
+# at a 50 ms round trip (paramiko's own default for SFTPClient.get is unbounded).
+PREFETCH_REQUESTS = 64
 
 
 class SftpSourceConfig(FileServerConfig):
@@ -56,34 +55,20 @@ class _Connection:
     sftp: paramiko.SFTPClient
 
 
-class SftpSource(Source):
+class SftpSource(FileServerSource[_Connection]):
     """Every file below ``path`` matching the globs; keys relative to ``path``, versions
     size+mtime."""
 
     type_name = "sftp"
     config_model = SftpSourceConfig
+    config: SftpSourceConfig
 
-    def __init__(self, config: SftpSourceConfig, context: SourceContext) -> None:
-        self.config = config
-        self.context = context
-        self._retrier = context.make_retrier()
-        self._pool: ConnectionPool[_Connection] = ConnectionPool(
-            self._open, _close, config.max_connections, _is_alive
-        )
-        self._root: str | None = None
+    # --- connections
 
-    @classmethod
-    def from_config(cls, config: SftpSourceConfig, context: SourceContext) -> Self:
-        return cls(config, context)
-
-    def where(self, path: str = "") -> str:
-        cfg = self.config
-        return f"sftp://{cfg.username}@{cfg.host}:{cfg.port}{path}"
-
-    def _open(self) -> _Connection:
+    def _connect(self) -> _Connection:
         cfg = self.config
         client = paramiko.SSHClient()
-        with sftp_errors(self.where(), "connect"):
+        with self._translated("", "connect"):
             self._load_host_keys(client)
             client.connect(
                 cfg.host,
@@ -117,123 +102,101 @@ class SftpSource(Source):
         else:
             client.set_missing_host_key_policy(paramiko.WarningPolicy())
 
+    def _disconnect(self, conn: _Connection) -> None:
+        try:
+            conn.sftp.close()
+        finally:
+            conn.client.close()
+
+    def _is_alive(self, conn: _Connection) -> bool:
+        transport = conn.client.get_transport()
+        return transport is not None and transport.is_active()
+
     # --- listing
 
-    def list_items(self) -> Iterator[RemoteItem]:
-        folders = [self.config.path]
-        while folders:
-            folder = folders.pop()
-            entries, absolute = self._retrier.call(
-                functools.partial(self._list_folder, folder), f"list {self.where(folder)}"
-            )
-            for name, attrs in entries:
-                if self.context.cancel.is_set():
-                    return
-                path = posixpath.join(absolute, name)
-                if stat.S_ISDIR(attrs.st_mode or 0):
-                    if self.config.recursive:
-                        folders.append(path)
-                elif stat.S_ISREG(attrs.st_mode or 0):
-                    item = self._item(path, attrs)
-                    if item is not None:
-                        yield item
+    def _find_root(self, conn: _Connection, path: str) -> Root:
+        return Root(conn.sftp.normalize(path))
 
-    def _list_folder(self, folder: str) -> tuple[list[tuple[str, paramiko.SFTPAttributes]], str]:
-        first = self._root is None
-        phase = "list" if first else "list folder"
-        with sftp_errors(self.where(folder), phase), self._pool.connection() as conn:
-            absolute = conn.sftp.normalize(folder) if first else folder
-            if first:
-                self._root = absolute
-            entries = []
-            for attrs in conn.sftp.listdir_attr(absolute):
-                name = attrs.filename
-                if stat.S_ISLNK(attrs.st_mode or 0):  # follow to files; never to folders
-                    target = _follow(conn.sftp, posixpath.join(absolute, name))
-                    if target is None or stat.S_ISDIR(target.st_mode or 0):
-                        continue
-                    attrs = target
-                entries.append((name, attrs))
-            return entries, absolute
+    def _list_folder(self, conn: _Connection, folder: str) -> list[ListingEntry]:
+        return [_entry(attrs.filename, attrs) for attrs in conn.sftp.listdir_attr(folder)]
 
-    def _item(self, path: str, attrs: paramiko.SFTPAttributes) -> RemoteItem | None:
-        assert self._root is not None
-        key = relative_key(self._root, path)
-        if not self.config.wanted(key):
-            return None
-        modified = datetime.fromtimestamp(attrs.st_mtime, UTC) if attrs.st_mtime else None
-        return RemoteItem(
-            key=key,
-            uri=self.where(path),
-            size=attrs.st_size,
-            version=file_version(attrs.st_size, modified),
-            modified=modified,
-            extra={"path": path},
+    def _settle(self, conn: _Connection, path: str, entry: ListingEntry) -> ListingEntry:
+        """Follow a link to a file; never to a folder, so no link loop can trap the walk."""
+        if entry.kind is not EntryKind.LINK:
+            return entry
+        try:
+            target = conn.sftp.stat(path)
+        except OSError as exc:  # dangling, or a loop of links (ELOOP)
+            self.context.logger.warning("%s: link not followed (%s)", self.where(path), exc)
+            return ListingEntry(entry.name, EntryKind.OTHER)
+        settled = _entry(entry.name, target)
+        return (
+            settled if settled.kind is EntryKind.FILE else ListingEntry(entry.name, EntryKind.OTHER)
         )
 
     # --- fetching
 
-    def writes_in_place(self, item: RemoteItem) -> bool:
-        return True  # streamed front to back into dest (resuming appends)
+    @contextmanager
+    def _reading(
+        self, conn: _Connection, path: str, offset: int, size: int | None
+    ) -> Iterator[Reader]:
+        with conn.sftp.open(path, "rb") as remote:
+            if offset:
+                remote.seek(offset)
+            # Pipelined reads (no round trip per 32 KB), but only so many ahead: unbounded,
+            # paramiko queues a request per 32 KB of the whole file at once.
+            remote.prefetch(size, max_concurrent_requests=PREFETCH_REQUESTS)
+            yield remote.read
 
-    def fetch(self, item: RemoteItem, dest: Path) -> None:
-        path: str = item.extra["path"]
-        with sftp_errors(self.where(path), "download"), self._pool.connection() as conn:
-            offset = dest.stat().st_size if dest.exists() else 0
-            resume = 0 < offset < (item.size or 0)
-            with conn.sftp.open(path, "rb") as remote, dest.open("ab" if resume else "wb") as out:
-                if resume:
-                    remote.seek(offset)
-                remote.prefetch(item.size)  # pipelined reads: no round trip per chunk
-                self._copy(remote, out, path)
-
-    def _copy(self, remote: Any, out: Any, path: str) -> None:
-        while chunk := remote.read(CHUNK):
-            if self.context.cancel.is_set():
-                raise JobCancelled(f"{self.where(path)}: cancelled during download")
-            out.write(chunk)
-
-    def close(self) -> None:
-        self._pool.close()
+    def _translate(self, exc: Exception, where: str, phase: str) -> ModuleSystemError:
+        return sftp_error(exc, where, phase)
 
 
-@contextmanager
-def sftp_errors(where: str, phase: str) -> Iterator[None]:
-    """Translate paramiko/socket errors into transient or terminal ones."""
-    try:
-        yield
-    except ModuleSystemError:
-        raise
-    except Exception as exc:
-        raise _translate(exc, where, phase) from exc
+def _entry(name: str, attrs: paramiko.SFTPAttributes) -> ListingEntry:
+    mode = attrs.st_mode or 0
+    if stat.S_ISDIR(mode):
+        kind = EntryKind.DIR
+    elif stat.S_ISREG(mode):
+        kind = EntryKind.FILE
+    elif stat.S_ISLNK(mode):
+        kind = EntryKind.LINK
+    else:
+        kind = EntryKind.OTHER
+    modified = datetime.fromtimestamp(attrs.st_mtime, UTC) if attrs.st_mtime else None
+    return ListingEntry(name, kind, attrs.st_size, modified, exact_time=True)
 
 
-def _translate(exc: Exception, where: str, phase: str) -> ModuleSystemError:
+def sftp_error(exc: Exception, where: str, phase: str) -> ModuleSystemError:
+    """Translate a paramiko/socket error into a transient or terminal one with a reason."""
     if isinstance(exc, paramiko.BadHostKeyException):
         return TerminalError(
             f"{where}: host key mismatch: the server's {exc.key.get_name()} key "
-            f"{exc.key.fingerprint} is not the one in known_hosts ({exc.expected_key.fingerprint})"
+            f"{exc.key.fingerprint} is not the one in known_hosts ({exc.expected_key.fingerprint})",
+            reason="sftp_host_key_mismatch",
         )
     if isinstance(exc, paramiko.PasswordRequiredException):
-        return TerminalError(f"{where}: the private key is encrypted: set passphrase")
+        message = f"{where}: the private key is encrypted: set passphrase"
+        return TerminalError(message, reason="sftp_key_encrypted")
     if isinstance(exc, paramiko.AuthenticationException):
-        return TerminalError(f"{where}: login refused ({exc})")
+        return TerminalError(f"{where}: login refused ({exc})", reason="sftp_login_refused")
     if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
         return TerminalError(
             f"{where}: host key unknown: the server is not in known_hosts "
-            "(add it, or set strict_host_key_checking: false)"
+            "(add it, or set strict_host_key_checking: false)",
+            reason="sftp_host_key_unknown",
         )
     if isinstance(exc, FileNotFoundError):
         if phase == "download":
-            return ItemVanished(f"{where}: gone since listing")
-        return TerminalError(f"{where}: path missing ({exc.strerror or exc})")
+            return ItemVanished(f"{where}: gone since listing", reason="sftp_no_such_file")
+        message = f"{where}: path missing ({exc.strerror or exc})"
+        return TerminalError(message, reason="sftp_no_such_file")
     if isinstance(exc, PermissionError):
-        return TerminalError(f"{where}: {phase}: permission denied")
+        message = f"{where}: {phase}: permission denied"
+        return TerminalError(message, reason="sftp_permission_denied")
     if isinstance(exc, socket.gaierror):
-        return TerminalError(f"{where}: cannot resolve host ({exc})")
+        return TerminalError(f"{where}: cannot resolve host ({exc})", reason="dns")
     if isinstance(exc, paramiko.SSHException | EOFError | OSError):
-        detail = str(exc) or type(exc).__name__
-        return TransientError(f"{where}: {phase}: connection lost or timed out ({detail})")
+        return connection_error(exc, where, phase)
     return TerminalError(f"{where}: {phase} failed: {exc!r}")
 
 
@@ -257,22 +220,3 @@ def _private_key(config: SftpSourceConfig) -> paramiko.PKey | None:
         except paramiko.SSHException:
             continue
     raise TerminalError("private_key: not a supported private key (Ed25519, ECDSA or RSA)")
-
-
-def _follow(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
-    try:
-        return sftp.stat(path)
-    except OSError:  # a dangling link
-        return None
-
-
-def _is_alive(conn: _Connection) -> bool:
-    transport = conn.client.get_transport()
-    return transport is not None and transport.is_active()
-
-
-def _close(conn: _Connection) -> None:
-    try:
-        conn.sftp.close()
-    finally:
-        conn.client.close()
