@@ -22,24 +22,25 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from module_system.validation.csv_options import CsvOptions
+from module_system.validation.table_check import BATCH_ROWS, TableCheck
 from module_system.validation.table_schema import FieldCheck
-
-if TYPE_CHECKING:
-    from module_system.validation.csv import CsvOptions, _TableCheck
 
 BLOCK_BYTES = 1 << 18
 CHECK_ROWS = 12_000  # rows checked together (a multiple of 600 is taken)
 DISTINCT_CACHE = 4096  # known-good texts remembered per column
 _BOM = codecs.BOM_UTF8
-# Arrow is used only here in this process. malloc hands freed blocks back: with mimalloc
-# (Arrow's default) the validating process stayed ~20-40 MB larger (measured).
-pa.set_memory_pool(pa.system_memory_pool())
+# The arrays this path builds come from malloc, which hands freed blocks back to the OS:
+# with Arrow's default pool (mimalloc) the validating process stayed larger (measured:
+# +14 MB peak RSS on a 500 MB file). Passed per call, so other Arrow users in the
+# process keep their own default pool.
+_POOL = pa.system_memory_pool()
 _INTEGER = r"^[+-]?[0-9]+$"  # ASCII only: Python's \d also takes other digits (then: slow path)
 _NUMBER = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 
@@ -99,7 +100,7 @@ class _Feed:
         self.closed = True
 
 
-def check_stream(raw: IO[bytes], options: CsvOptions, table: _TableCheck) -> int:
+def check_stream(raw: IO[bytes], options: CsvOptions, table: TableCheck) -> int:
     """Check the file read from ``raw`` into ``table.issues``; the number of data records.
     Raises :class:`FallBack` when the pure-Python path must check the file instead."""
     try:
@@ -127,6 +128,7 @@ def check_stream(raw: IO[bytes], options: CsvOptions, table: _TableCheck) -> int
                 null_values=[],
                 strings_can_be_null=False,
             ),
+            memory_pool=_POOL,
         )
     except pa.ArrowException as exc:
         raise FallBack(feed.problem or str(exc)) from exc
@@ -141,9 +143,7 @@ def check_stream(raw: IO[bytes], options: CsvOptions, table: _TableCheck) -> int
 class _Blocks:
     """Record batches regrouped into runs of whole 600-row batches of the Python path."""
 
-    def __init__(self, table: _TableCheck, feed: _Feed) -> None:
-        from module_system.validation.csv import BATCH_ROWS
-
+    def __init__(self, table: TableCheck, feed: _Feed) -> None:
         self.table, self.feed, self.batch_rows = table, feed, BATCH_ROWS
         self.columns: list[tuple[int, _Column]] = []  # once the header is read
         self.limit = csv.field_size_limit()
@@ -170,10 +170,10 @@ class _Blocks:
                 if not any(first):
                     raise FallBack("a blank first line")
                 if header:
-                    table._check_header(first)
+                    table.check_header(first)
                     batch = batch.slice(1)
                 else:
-                    table._positional(len(first))
+                    table.positional(len(first))
                 if batch.num_columns != table.width:
                     raise FallBack("rows of another width than the header")
                 self.columns = [(position, _Column(check)) for position, check in table.columns]
@@ -192,7 +192,7 @@ class _Blocks:
             block = pa.Table.from_batches(carry)
             self._check(block, done)
             done += block.num_rows
-        table._check_row_count(done)
+        table.check_row_count(done)
         return done
 
     def _watch(self) -> None:
@@ -204,13 +204,16 @@ class _Blocks:
             raise FallBack("the first line was misread")
 
     def _check(self, block: pa.Table, done: int) -> None:
-        sizes = [pc.min_max(pc.binary_length(column)).as_py() for column in block.columns]
+        sizes = [
+            pc.min_max(pc.binary_length(column, memory_pool=_POOL)).as_py()
+            for column in block.columns
+        ]
         if any(size["max"] > self.limit for size in sizes if size["max"] is not None):
             raise FallBack("a field over csv.field_size_limit()")
         if all(size["min"] == 0 for size in sizes):
             # Arrow reads a blank line as a row of empty fields, Python as a row of none
-            lengths = [pc.binary_length(column) for column in block.columns]
-            if pc.min(pc.max_element_wise(*lengths)).as_py() == 0:
+            lengths = [pc.binary_length(column, memory_pool=_POOL) for column in block.columns]
+            if pc.min(pc.max_element_wise(*lengths, memory_pool=_POOL)).as_py() == 0:
                 raise FallBack("a blank line (or a row of empty fields)")
         failing = [
             (position, column)
@@ -227,7 +230,7 @@ class _Blocks:
             for position, column in failing:
                 batch = values[position][start : start + self.batch_rows]
                 if not column.check.column_ok(batch):
-                    self.table._explain(column.check, batch, numbers)
+                    self.table.explain(column.check, batch, numbers)
 
 
 class _Column:
@@ -267,7 +270,7 @@ class _Column:
                 return True
             return check.remember(self._unique_keys(present))
         if not check.unique:
-            distinct = pc.unique(column)
+            distinct = pc.unique(column, memory_pool=_POOL)
             if len(distinct) <= max(64, column.length() // 8):
                 return self._distinct_ok(distinct.to_pylist())
         return check.column_ok(column.to_pylist())
@@ -275,12 +278,12 @@ class _Column:
     def _present(self, column: pa.ChunkedArray, sizes: dict[str, Any]) -> pa.ChunkedArray | None:
         if self.check.missing == {""} and sizes["min"]:
             return column  # no empty value: nothing missing
-        missing = pc.is_in(column, value_set=self.missing)
+        missing = pc.is_in(column, value_set=self.missing, memory_pool=_POOL)
         if not pc.any(missing).as_py():
             return column
         if self.check.required:
             return None
-        return column.filter(pc.invert(missing))
+        return pc.filter(column, pc.invert(missing, memory_pool=_POOL), memory_pool=_POOL)
 
     def _typed_ok(self, present: pa.ChunkedArray, sizes: dict[str, Any]) -> bool:
         check = self.check
@@ -289,7 +292,7 @@ class _Column:
         low, high = check.length_bounds
         # a text has at most as many characters as bytes: no need to count them then
         if (low is not None and low > 0) or (high is not None and sizes["max"] > high):
-            lengths = pc.min_max(pc.utf8_length(present)).as_py()
+            lengths = pc.min_max(pc.utf8_length(present, memory_pool=_POOL)).as_py()
             if (low is not None and lengths["min"] < low) or (
                 high is not None and lengths["max"] > high
             ):
@@ -298,24 +301,24 @@ class _Column:
             if check.enum is None:
                 return True
             allowed = pa.array(sorted(v for v in check.enum if isinstance(v, str)), pa.string())
-            return bool(pc.all(pc.is_in(present, value_set=allowed)).as_py())
+            return bool(pc.all(pc.is_in(present, value_set=allowed, memory_pool=_POOL)).as_py())
         if check.type == "boolean":
             assert check.truth is not None
             allowed = pa.array(sorted(check.truth[0] | check.truth[1]), pa.string())
-            return bool(pc.all(pc.is_in(present, value_set=allowed)).as_py())
+            return bool(pc.all(pc.is_in(present, value_set=allowed, memory_pool=_POOL)).as_py())
         if check.type == "integer":
             shaped = (
-                pc.all(pc.ascii_is_decimal(present)).as_py()
-                or pc.all(pc.match_substring_regex(present, _INTEGER)).as_py()
+                pc.all(pc.ascii_is_decimal(present, memory_pool=_POOL)).as_py()
+                or pc.all(pc.match_substring_regex(present, _INTEGER, memory_pool=_POOL)).as_py()
             )
             if not shaped:
                 return False
             return not check.need_values or self._values_ok(present, pa.int64())
         # digits with at most one '.' (not '.' alone) are floats; else the full shape
-        digits = pc.replace_substring(present, ".", "", max_replacements=1)
+        digits = pc.replace_substring(present, ".", "", max_replacements=1, memory_pool=_POOL)
         if (
-            not pc.all(pc.ascii_is_decimal(digits)).as_py()
-            and not pc.all(pc.match_substring_regex(present, _NUMBER)).as_py()
+            not pc.all(pc.ascii_is_decimal(digits, memory_pool=_POOL)).as_py()
+            and not pc.all(pc.match_substring_regex(present, _NUMBER, memory_pool=_POOL)).as_py()
         ):
             return False
         return not check.need_values or self._values_ok(present, pa.float64())
@@ -323,7 +326,7 @@ class _Column:
     def _values_ok(self, present: pa.ChunkedArray, kind: pa.DataType) -> bool:
         check = self.check
         try:
-            typed = pc.cast(present, kind)
+            typed = pc.cast(present, kind, memory_pool=_POOL)
         except pa.ArrowException:  # beyond int64, say: the Python checker decides
             return False
         low, high = check.bounds
@@ -335,14 +338,16 @@ class _Column:
         if check.enum is not None:  # integers only (see _vectorizable)
             fits = [v for v in check.enum if isinstance(v, int) and -(2**63) <= v < 2**63]
             allowed = pa.array(sorted(fits), pa.int64())
-            return bool(pc.all(pc.is_in(typed, value_set=allowed)).as_py())
+            return bool(pc.all(pc.is_in(typed, value_set=allowed, memory_pool=_POOL)).as_py())
         return True
 
     def _unique_keys(self, present: pa.ChunkedArray) -> Sequence[Any]:
         """The Python checker's keys: the text, or an integer's canonical digits."""
         if self.check.type == "integer":
             try:
-                return pc.cast(pc.cast(present, pa.int64()), pa.string()).to_pylist()
+                return pc.cast(
+                    pc.cast(present, pa.int64(), memory_pool=_POOL), pa.string(), memory_pool=_POOL
+                ).to_pylist()
             except pa.ArrowException:
                 return list(map(str, map(int, present.to_pylist())))
         return present.to_pylist()

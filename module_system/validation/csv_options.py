@@ -1,0 +1,31 @@
+"""The options of the CSV validator (the ``validation: {csv: ...}`` block)."""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class CsvOptions(BaseModel):
+    """The ``validation: {csv: ...}`` block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quotechar: str = Field('"', min_length=1, max_length=1)
+    header: bool = True
+    encoding: str = "utf-8"
+    table_schema: dict[str, Any] | None = None
+    schema_source: str = "inline"
+    min_rows: int | None = Field(None, ge=0, description="fewer data rows make the file invalid")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{value}'") from None
+        return value
