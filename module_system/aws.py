@@ -98,6 +98,32 @@ def credentials_source(conn: S3Connection) -> str:
     return f"boto3 default chain ({creds.method})" if creds else "no credentials found"
 
 
+TRANSIENT_EXCEPTIONS = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.FlexibleChecksumError,
+    botocore.exceptions.HTTPClientError,
+)
+
+
+def _transient_reason(exc: Exception) -> str:
+    if isinstance(
+        exc, botocore.exceptions.IncompleteReadError | botocore.exceptions.ResponseStreamingError
+    ):
+        return "short_read"
+    if isinstance(
+        exc, botocore.exceptions.ReadTimeoutError | botocore.exceptions.ConnectTimeoutError
+    ):
+        return "timeout"
+    if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
+        return "checksum_mismatch"
+    return "connection_lost"
+
+
 @contextmanager
 def translate_errors(
     conn: S3Connection, bucket: str, key: str | None = None, missing_is_vanished: bool = False
@@ -114,24 +140,18 @@ def translate_errors(
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = f"{where}: {code or status}: {exc.response.get('Error', {}).get('Message', '')}"
+        reason = f"s3_{code or status}".lower()
         if code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
-            raise TransientError(message) from exc
+            raise TransientError(message, reason=reason) from exc
         if key and missing_is_vanished and code in MISSING_KEY_CODES:
             raise ItemVanished(f"{where}: the object is gone (listed, then not found)") from exc
         if code in FATAL_CODES:
-            raise FatalError(f"{message} (credentials: {credentials_source(conn)})") from exc
-        raise TerminalError(message) from exc
-    except (
-        botocore.exceptions.EndpointConnectionError,
-        botocore.exceptions.ConnectionClosedError,
-        botocore.exceptions.ReadTimeoutError,
-        botocore.exceptions.ConnectTimeoutError,
-        botocore.exceptions.ResponseStreamingError,
-        botocore.exceptions.IncompleteReadError,
-        botocore.exceptions.FlexibleChecksumError,
-        botocore.exceptions.HTTPClientError,
-    ) as exc:
-        raise TransientError(f"{where}: {exc}") from exc
+            raise FatalError(f"{message} (credentials: {credentials_source(conn)})",
+                             reason=reason) from exc  # fmt: skip
+        raise TerminalError(message, reason=reason) from exc
+    except TRANSIENT_EXCEPTIONS as exc:
+        reason = _transient_reason(exc)
+        raise TransientError(f"{where}: {exc}", reason=reason) from exc
     except botocore.exceptions.NoCredentialsError as exc:
         raise FatalError(f"{where}: no AWS credentials found ({credentials_source(conn)})") from exc
     except botocore.exceptions.BotoCoreError as exc:

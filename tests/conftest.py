@@ -78,6 +78,24 @@ def state_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL server, dropped afterwards."""
+    import psycopg
+
+    name = f"ms_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def write_registry(path: Path, landing: dict[str, Any], services: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump({"landing": landing, "services": services}, sort_keys=False))
     return path

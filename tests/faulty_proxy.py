@@ -15,8 +15,11 @@ SLOW_DOWN = (
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
 
+BAD_CHECKSUM = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
 # Decides per request: None to forward, "503" to answer SlowDown, "drop" to hang up,
-# "truncate" to send the headers and half the body, then hang up.
+# "truncate" to send the headers and half the body, then hang up, "bad_checksum" to
+# forward but report a wrong SHA-256 back (as a corrupted upload would look).
 FaultRule = Callable[[str, str, int], str | None]
 
 
@@ -79,6 +82,8 @@ class FaultyProxy:
                     dropped += ("content-length",)
                     self.send_header("Content-Length", str(len(data)))
                 for key, value in response.getheaders():
+                    if fault == "bad_checksum" and key.lower() == "x-amz-checksum-sha256":
+                        value = BAD_CHECKSUM
                     if key.lower() not in dropped:
                         self.send_header(key, value)
                 self.end_headers()

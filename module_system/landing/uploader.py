@@ -134,7 +134,9 @@ class S3Lander:
                 # boto3 wraps the real error; re-raise it so it is judged transient or not.
                 if isinstance(exc.__context__, botocore.exceptions.ClientError):
                     raise exc.__context__ from exc
-                raise TransientError(f"s3://{bucket}/{key}: upload failed: {exc}") from exc
+                raise TransientError(
+                    f"s3://{bucket}/{key}: upload failed: {exc}", reason="upload_failed"
+                ) from exc
         self._checked(key, lambda: self.verify(key, digest.s3_checksum(multipart), digest.size))
         return UploadResult(key, digest.size, digest.sha256_hex)
 
@@ -214,7 +216,8 @@ class S3Lander:
         if head.get("ContentLength") != size:
             raise TransientError(
                 f"s3://{bucket}/{key}: stored {head.get('ContentLength')} bytes, sent {size}; "
-                "will re-upload"
+                "will re-upload",
+                reason="size_mismatch",
             )
         self._compare(key, head.get("ChecksumSHA256"), expected)
 
@@ -228,7 +231,8 @@ class S3Lander:
         if not _same_checksum(stored, expected):
             raise TransientError(
                 f"{where}: checksum mismatch after upload (stored {stored}, expected {expected}); "
-                "will re-upload"
+                "will re-upload",
+                reason="checksum_mismatch",
             )
 
 

@@ -27,6 +27,10 @@ from module_system.state import schema
 
 log = logging.getLogger(__name__)
 DEFAULT_TTL = 60.0
+# Leases this process holds now: a row naming this process but not in here is stale
+# (its release failed, e.g. while the state store was down), so it may be taken over.
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
 
 
 class LeaseHeld(TerminalError):
@@ -81,12 +85,16 @@ class ServiceLease:
             log.info("%s; waiting for it to finish", held.describe())
             if cancel.wait(min(2.0, self.ttl / 4)):
                 raise JobCancelled(f"cancelled while waiting for the lease of {self.service_id}")
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(self.holder)
         self._renewer = threading.Thread(
             target=self._renew_loop, name=f"lease-{self.service_id}", daemon=True
         )
         self._renewer.start()
 
     def release(self) -> None:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(self.holder)
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=5)
@@ -128,16 +136,16 @@ class ServiceLease:
             index_elements=["service_id"],
             set_={k: stmt.excluded[k] for k in row if k != "service_id"},
             where=table.c.expires_at < now,
-        )
+        ).returning(table.c.holder)
         with self.store._writing() as conn:
-            if conn.execute(stmt).rowcount:
+            if conn.execute(stmt).scalar() == self.holder:
                 return True
             held = conn.execute(select(table.c.holder).where(
                 table.c.service_id == self.service_id)).scalar()  # fmt: skip
-            if held is None or not _dead_local_process(held):
+            if held is None or not _stale_local_holder(held):
                 return False
             # The holder was killed on this very host: take the lease over at once.
-            log.warning("taking over the lease of %s from a dead process (%s)",
+            log.warning("taking over the lease of %s from a stale holder (%s)",
                         self.service_id, held)  # fmt: skip
             taken = conn.execute(
                 update(table)
@@ -168,14 +176,15 @@ class ServiceLease:
         return bool(done.rowcount)
 
 
-def _dead_local_process(holder: str) -> bool:
+def _stale_local_holder(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        with _ACTIVE_LOCK:
+            return holder not in _ACTIVE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 
 from module_system._optional import require
 from module_system.errors import ConfigError
@@ -72,10 +72,18 @@ class StateStore:
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
-        with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # several workers may start at once
-                conn.execute(text("SELECT pg_advisory_xact_lock(7261501)"))
-            migrate(conn)
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":  # several workers may start at once
+                        conn.execute(text("SELECT pg_advisory_xact_lock(7261501)"))
+                    migrate(conn)
+                return
+            except IntegrityError:
+                # SQLite has no advisory lock: another process migrated at the same moment;
+                # its migrations are recorded now, so looking again finds nothing to do.
+                if attempt == 2:
+                    raise
 
     def __repr__(self) -> str:
         return f"StateStore({mask_url(self.url)!r})"
