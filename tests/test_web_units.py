@@ -3,6 +3,7 @@ rules, extraction, the frontier, and the HTML validator."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,11 @@ from selectolax.lexbor import LexborHTMLParser
 from module_system.errors import ConfigError
 from module_system.sources.crawl.encoding import decode_html, detect_encoding
 from module_system.sources.crawl.extract import Extractor
-from module_system.sources.crawl.fetcher import parse_retry_after
 from module_system.sources.crawl.frontier import Frontier
 from module_system.sources.crawl.page import parse_page
 from module_system.sources.crawl.robots import RobotsRules, agent_token
 from module_system.sources.crawl.urls import Scope, asset_key, normalize_url, page_key
+from module_system.sources.http.client import retry_after_seconds
 from module_system.validation.html import HtmlOptions, HtmlValidator
 
 
@@ -75,9 +76,10 @@ def test_encoding_order_bom_header_meta_then_detection() -> None:
 
 
 def test_retry_after_seconds_and_dates() -> None:
-    assert parse_retry_after("2") == 2.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
-    assert parse_retry_after("garbage") is None
+    now = datetime.fromtimestamp(1445412470.0, UTC)  # the crawl uses the HTTP layer's parser
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 10.0
+    assert retry_after_seconds("garbage") is None
 
 
 def test_robots_rules_and_agent_token() -> None:

@@ -132,7 +132,7 @@ class ApiSource(Source):
             auth=config.auth.build() if config.auth else None,
             headers=config.headers,
             cancel=context.cancel,
-            deadline=getattr(context, "deadline", None),  # the job's, where the context has it
+            deadline=context.deadline,
             max_bytes=config.max_response_bytes,
         )
         day = datetime.now(UTC).strftime("%Y-%m-%d")

@@ -32,6 +32,7 @@ from module_system.sources.crawl.frontier import Request
 from module_system.sources.crawl.history import CrawlHistory
 from module_system.sources.crawl.render import JsRenderer
 from module_system.sources.crawl.urls import Scope, normalize_url
+from module_system.sources.http.egress import EgressPolicy, OriginList
 
 RECORDS_SUFFIX = ".records.jsonl"
 # Links to these are not followed (Scrapy's LinkExtractor list): they are never HTML.
@@ -68,6 +69,7 @@ class WebSourceConfig(StrictModel):
     max_page_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_redirects: int = Field(5, ge=0, le=30)
     request_timeout: float = Field(30.0, gt=0)
+    allowed_origins: OriginList = Field(default_factory=list, description="see security.md")
 
     @field_validator("start_urls")
     @classmethod
@@ -99,6 +101,7 @@ class WebSourceConfig(StrictModel):
             delay=self.delay, user_agent=self.user_agent, sitemaps=self.sitemaps,
             max_redirects=self.max_redirects,
             land_only=tuple(re.compile(p) for p in self.land_only),
+            allowed_origins=tuple(self.allowed_origins),
         )  # fmt: skip
 
 
@@ -122,17 +125,20 @@ class WebSource(Source):
 
     @classmethod
     def from_config(cls, config: WebSourceConfig, context: SourceContext) -> Self:
+        settings = config.settings()
+        policy = settings.egress_policy()
         fetcher = Fetcher(
-            config.user_agent, config.request_timeout, config.max_page_bytes, config.concurrency
-        )
+            config.user_agent, config.request_timeout, config.max_page_bytes,
+            config.concurrency, policy,
+        )  # fmt: skip
         try:
             crawler = Crawler(
-                config.settings(),
+                settings,
                 fetcher,
                 context.make_retrier(),
                 CrawlHistory.load(context.cursors, enabled=not context.full_refresh),
                 Extractor.from_config(context.extract) if context.extract else None,
-                _renderer(config),
+                _renderer(config, policy),
                 context.cancel,
             )
         except ConfigError:
@@ -176,10 +182,10 @@ class WebSource(Source):
             self.crawler.renderer.close()
 
 
-def _renderer(config: WebSourceConfig) -> JsRenderer | None:
+def _renderer(config: WebSourceConfig, policy: EgressPolicy) -> JsRenderer | None:
     if not config.render_js:
         return None
-    return JsRenderer(config.user_agent, config.request_timeout, config.chromium_path)
+    return JsRenderer(config.user_agent, config.request_timeout, config.chromium_path, policy)
 
 
 def _items(result: PageResult) -> Iterator[RemoteItem]:

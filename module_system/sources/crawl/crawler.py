@@ -4,6 +4,11 @@ fetched URL to the consumer, in the order pages finish.
 
 The output queue is bounded, so a slow consumer (validation, upload) slows the crawl
 down instead of letting pages pile up in memory.
+
+Every request stays within the service's egress policy (:meth:`CrawlSettings.egress_policy`);
+a URL the policy refuses (a robots.txt redirect, a sitemap or a sitemap's link on another
+origin, a host resolving to a refused address) is not requested and is listed as ignored,
+with the reason.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from module_system.sources.crawl.render import JsRenderer
 from module_system.sources.crawl.robots import RobotsRules, agent_token, load_robots
 from module_system.sources.crawl.sitemaps import sitemap_urls
 from module_system.sources.crawl.urls import Scope, asset_key, normalize_url, origin, page_key
+from module_system.sources.http.egress import EgressPolicy, EgressRefused
 
 log = logging.getLogger(__name__)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -51,6 +57,14 @@ class CrawlSettings:
     sitemaps: bool = False
     max_redirects: int = 5
     land_only: tuple[re.Pattern[str], ...] = ()  # empty: land every page
+    allowed_origins: tuple[str, ...] = ()  # more origins requests may go to (sitemaps, CDNs)
+
+    def egress_policy(self) -> EgressPolicy:
+        """Requests may go to the start URLs' origins, ``allowed_origins`` and any host
+        inside ``allowed_domains`` (public addresses only for the latter); cookies only
+        go back to the start URLs' origins."""
+        named = [*self.start_urls, *self.allowed_origins]
+        return EgressPolicy.build(named, self.start_urls, self.scope.allowed)
 
 
 @dataclass
@@ -106,6 +120,7 @@ class Crawler:
         self._workers_left = s.concurrency
         self._lock = threading.Lock()
         self._seed_origins = {origin(u) for u in s.start_urls}
+        self._refused_urls: set[str] = set()
 
     def run(self) -> Iterator[PageResult]:
         """Crawl from the start URLs; yields results until the frontier is exhausted."""
@@ -132,6 +147,13 @@ class Crawler:
     def stop(self) -> None:
         self._stopping.set()
         self.frontier.stop()
+
+    def close(self) -> None:
+        """Stop, and release the fetcher's connections and the browser, if any."""
+        self.stop()
+        self.fetcher.close()
+        if self.renderer is not None:
+            self.renderer.close()
 
     # workers -----------------------------------------------------------------------
     def _work(self) -> None:
@@ -184,18 +206,39 @@ class Crawler:
         rules = RobotsRules(agent)
         try:
             if self.settings.respect_robots_txt:
-                rules = load_robots(self.fetcher, self.retrier, site, agent)
+                rules = self._robots(site, agent)
             if self.settings.sitemaps and site in self._seed_origins:
                 self._seed_from_sitemaps(site, rules)
         finally:
             self.frontier.robots_loaded(site, rules)
 
+    def _robots(self, site: str, agent: str) -> RobotsRules:
+        try:
+            return load_robots(self.fetcher, self.retrier, site, agent)
+        except EgressRefused as exc:  # a redirect off the allowed origins: as if missing
+            log.warning("%s/robots.txt: allowing everything: %s", site, exc)
+            self._refused(exc)
+            return RobotsRules(agent)
+
     def _seed_from_sitemaps(self, site: str, rules: RobotsRules) -> None:
         sitemaps = rules.sitemaps or [f"{site}/sitemap.xml"]
-        for url in sitemap_urls(self.fetcher, self.retrier, sitemaps):
+        policy = self.fetcher.policy
+        for url in sitemap_urls(self.fetcher, self.retrier, sitemaps, self._refused):
             normal = normalize_url(url)
-            if normal and self.settings.scope.wanted(normal):
+            if normal is None:
+                continue
+            if not policy.permits(normal):
+                self._refused(policy.refusal(normal, "a link in a sitemap,"))
+            elif self.settings.scope.wanted(normal):
                 self.frontier.add(normal, 1)
+
+    def _refused(self, error: EgressRefused) -> None:
+        """List a URL the policy refused as ignored, once, with the reason."""
+        with self._lock:
+            if error.url in self._refused_urls:
+                return
+            self._refused_urls.add(error.url)
+        self._emit(PageResult(error.url, asset_key(error.url), 0, skip_reason=str(error)))
 
     # one URL -------------------------------------------------------------------------
     def crawl(self, request: Request, follow: bool = True) -> PageResult:
@@ -211,7 +254,7 @@ class Crawler:
                 return self._not_modified(request, response, memory)
             self._check_status(response)
             return self._page(request, response, follow)
-        except _Skip as skip:
+        except (_Skip, EgressRefused) as skip:  # EgressRefused: nothing was sent
             result.skip_reason = str(skip)
         except ModuleSystemError as exc:
             result.error = exc
@@ -233,6 +276,7 @@ class Crawler:
         target = normalize_url(location, url)
         if target is None or not self.settings.scope.allowed(target):
             raise _Skip(f"redirects to {location}, outside allowed_domains")
+        self.fetcher.policy.check_origin(target, f"redirect from {url} to")
         if origin(target) != origin(url):  # another site: its robots.txt and delay apply
             queued = self.frontier.add(target, 0)
             raise _Skip(f"redirects to {target}" + (" (queued)" if queued else " (seen)"))

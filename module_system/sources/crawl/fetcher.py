@@ -1,26 +1,33 @@
-"""One HTTP request of the crawl, with httpx errors and HTTP statuses translated here::
+"""One HTTP request of the crawl, through the shared HTTP layer (:mod:`..http`): the
+service's egress policy, the one error translator and the one decision of what is retried::
 
     connection error, timeout, broken response  -> TransientError
-    HTTP 429, 5xx                               -> TransientError (Retry-After honoured)
+    HTTP 408, 429, 5xx                          -> TransientError (Retry-After honoured)
     invalid URL, unsupported protocol           -> TerminalError
+    an origin or address the policy refuses     -> EgressRefused (nothing is sent)
     any other status                            -> returned: the crawler decides
 
 Redirects are not followed here: the crawler checks each hop against its scope.
 Bodies are read only when wanted (HTML, robots.txt, sitemaps) and never past a cap.
+Cookies a site sets go back only to the origins of the start URLs.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
-from module_system.errors import TerminalError, TransientError
 from module_system.observability.redaction import mask_url
+from module_system.sources.http.client import (
+    is_retryable_status,
+    retry_after_seconds,
+    status_error,
+    translate_errors,
+)
+from module_system.sources.http.egress import EgressPolicy
+from module_system.sources.http.transport import make_client
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _SNIFF_BYTES = 1024
@@ -45,15 +52,22 @@ class Response:
 
 
 class Fetcher:
-    """A shared, thread-safe :class:`httpx.Client` with connection reuse."""
+    """A shared, thread-safe client with connection reuse, bound to the crawl's policy."""
 
-    def __init__(self, user_agent: str, timeout: float, max_bytes: int, connections: int) -> None:
-        self.max_bytes = max_bytes
-        self.client = httpx.Client(
-            headers={"User-Agent": user_agent, "Accept": "text/html,*/*;q=0.8"},
+    def __init__(
+        self,
+        user_agent: str,
+        timeout: float,
+        max_bytes: int,
+        connections: int,
+        policy: EgressPolicy,
+    ) -> None:
+        self.max_bytes, self.policy = max_bytes, policy
+        self.client = make_client(
+            policy,
             timeout=timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            headers={"User-Agent": user_agent, "Accept": "text/html,*/*;q=0.8"},
+            connections=connections,
         )
 
     def get(
@@ -61,13 +75,21 @@ class Fetcher:
     ) -> Response:
         """GET ``url`` once. The body is read for 2xx HTML responses (any 2xx response with
         ``any_type``), up to ``max_bytes``."""
-        with _translated(url), self.client.stream("GET", url, headers=headers) as raw:
-            _raise_for_retryable(url, raw)
-            media_type = raw.headers.get("content-type", "").split(";")[0].strip().lower()
-            response = Response(str(raw.url), raw.status_code, raw.headers, media_type)
-            if raw.is_success and (any_type or not media_type or response.is_html):
-                self._read(raw, response)
-            return response
+        self.policy.check_origin(url)
+        request = self.client.build_request("GET", url, headers=headers)
+        if not self.policy.gets_credentials(url):
+            request.headers.pop("cookie", None)
+        with translate_errors(f"GET {mask_url(url)}"):
+            raw = self.client.send(request, stream=True)
+            try:
+                _raise_for_retryable(url, raw)
+                media_type = raw.headers.get("content-type", "").split(";")[0].strip().lower()
+                response = Response(str(raw.url), raw.status_code, raw.headers, media_type)
+                if raw.is_success and (any_type or not media_type or response.is_html):
+                    self._read(raw, response)
+            finally:
+                raw.close()
+        return response
 
     def _read(self, raw: httpx.Response, response: Response) -> None:
         declared = int(raw.headers.get("content-length") or 0)
@@ -95,38 +117,9 @@ class Fetcher:
 
 
 def _raise_for_retryable(url: str, raw: httpx.Response) -> None:
-    if raw.status_code == 429 or raw.status_code >= 500:
-        raise TransientError(
+    if is_retryable_status(raw.status_code):
+        raise status_error(
+            raw.status_code,
             f"GET {mask_url(url)}: HTTP {raw.status_code} {raw.reason_phrase}",
-            retry_after=parse_retry_after(raw.headers.get("retry-after")),
+            retry_after_seconds(raw.headers.get("retry-after")),
         )
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    >>> parse_retry_after("3"), parse_retry_after(None), parse_retry_after("soon")
-    (3.0, None, None)
-    """
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
-@contextmanager
-def _translated(url: str) -> Iterator[None]:
-    where = f"GET {mask_url(url)}"
-    try:
-        yield
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise TerminalError(f"{where}: {exc}") from exc
-    except httpx.HTTPError as exc:  # timeouts, connection and protocol errors
-        raise TransientError(f"{where}: {type(exc).__name__}: {exc}") from exc

@@ -1,7 +1,9 @@
 """robots.txt rules per origin, parsed with Protego (the parser Scrapy uses).
 
 As in Scrapy, a robots.txt that is missing (4xx) or cannot be fetched allows everything;
-the failure is logged. Redirects of robots.txt itself are followed (a few hops).
+the failure is logged. Redirects of robots.txt itself are followed (a few hops) within the
+service's egress policy: a hop to another origin raises :class:`EgressRefused` for the
+crawler to record, and nothing is sent there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from module_system.errors import ModuleSystemError
 from module_system.retry import Retrier
 from module_system.sources.crawl.fetcher import Fetcher, Response
 from module_system.sources.crawl.urls import normalize_url
+from module_system.sources.http.egress import EgressRefused
 
 log = logging.getLogger(__name__)
 MAX_ROBOTS_REDIRECTS = 5
@@ -53,11 +56,14 @@ def load_robots(fetcher: Fetcher, retrier: Retrier, origin: str, agent: str) -> 
                 url = normalize_url(location, url) or ""
                 if not url:
                     break
+                fetcher.policy.check_origin(url, "robots.txt redirect to")
                 continue
             if response.status >= 400 or response.body is None:
                 return RobotsRules(agent)
             parser = Protego.parse(response.body.decode("utf-8", errors="replace"))
             return RobotsRules(agent, parser, list(parser.sitemaps))
+    except EgressRefused:
+        raise
     except ModuleSystemError as exc:
         log.warning("%s: could not be fetched, allowing everything: %s", url, exc)
     return RobotsRules(agent)

@@ -1,7 +1,8 @@
 """Seed URLs from sitemaps: ``<urlset>`` pages and ``<sitemapindex>`` children (gzip too).
 
 ``<loc>`` elements are read with a regular expression: no XML entity expansion, and a
-malformed sitemap still gives what it can. Size and count are bounded.
+malformed sitemap still gives what it can. Size and count are bounded. A sitemap on an
+origin the egress policy refuses is not fetched; ``refused`` hears about it.
 """
 
 from __future__ import annotations
@@ -10,22 +11,29 @@ import html
 import logging
 import re
 import zlib
+from collections.abc import Callable
 
 from module_system.errors import ModuleSystemError
 from module_system.retry import Retrier
 from module_system.sources.crawl.fetcher import Fetcher
+from module_system.sources.http.egress import EgressRefused
 
 log = logging.getLogger(__name__)
 MAX_SITEMAPS = 50
 _LOC = re.compile(rb"<loc>\s*(.*?)\s*</loc>", re.S | re.I)
 
 
-def sitemap_urls(fetcher: Fetcher, retrier: Retrier, sitemaps: list[str]) -> list[str]:
+def sitemap_urls(
+    fetcher: Fetcher,
+    retrier: Retrier,
+    sitemaps: list[str],
+    refused: Callable[[EgressRefused], None] = lambda exc: None,
+) -> list[str]:
     """Page URLs listed by ``sitemaps`` and the sitemaps they index."""
     queue, seen, pages = list(sitemaps), set(sitemaps), []
     while queue and len(seen) <= MAX_SITEMAPS:
         url = queue.pop(0)
-        body = _fetch(fetcher, retrier, url)
+        body = _fetch(fetcher, retrier, url, refused)
         if body is None:
             continue
         locs = [html.unescape(m.decode("utf-8", "replace")) for m in _LOC.findall(body)]
@@ -38,9 +46,16 @@ def sitemap_urls(fetcher: Fetcher, retrier: Retrier, sitemaps: list[str]) -> lis
     return pages
 
 
-def _fetch(fetcher: Fetcher, retrier: Retrier, url: str) -> bytes | None:
+def _fetch(
+    fetcher: Fetcher, retrier: Retrier, url: str, refused: Callable[[EgressRefused], None]
+) -> bytes | None:
     try:
+        fetcher.policy.check_origin(url, "sitemap")
         response = retrier.call(lambda: fetcher.get(url, any_type=True), f"sitemap {url}")
+    except EgressRefused as exc:
+        log.warning("sitemap %s skipped: %s", url, exc)
+        refused(exc)
+        return None
     except ModuleSystemError as exc:
         log.warning("sitemap %s skipped: %s", url, exc)
         return None
