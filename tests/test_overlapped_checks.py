@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
@@ -19,6 +19,11 @@ from module_system.demo.servers import MotoServer
 from module_system.growing_file import GrowingFileReader, WriteProgress, WriterFailed
 from module_system.results import JobStatus
 from module_system.sources import SOURCE_TYPES, RemoteItem, Source, SourceContext
+from module_system.validation import VALIDATORS, Issue, Validator, Verdict
+from module_system.validation.csv import CsvOptions
+from module_system.validation.html import HtmlOptions
+from module_system.validation.json_schema import JsonSchemaOptions
+from module_system.validation.suite import ValidationSuite
 from tests.conftest import list_keys, read_json
 from tests.faulty_proxy import faulty_proxy
 from tests.s3_helpers import run_jobs, s3_service
@@ -245,3 +250,61 @@ def test_a_replaced_file_is_checked_afterwards(
     assert "data/renaming/svc/quarantine/big.ndjson" in keys
     assert not any("/validated/" in k for k in keys)
     assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []
+
+
+class TailOptions(BaseModel):
+    tail: str
+
+
+class PlainOpenValidator(Validator):
+    """A plugin that reads the path with plain ``open()``: it cannot follow a download,
+    so it must only ever be given the complete file."""
+
+    name = "ends_with"
+    suffixes: ClassVar[tuple[str, ...]] = (".ndjson",)
+    options_model = TailOptions
+
+    def validate(self, path: Path, name: str) -> Verdict:
+        with open(path, "rb") as fh:  # the point: plain open, not open_binary
+            data = fh.read()
+        if data.endswith(self.options.tail.encode()):
+            return Verdict(True, self.name, records=len(data))
+        issue = Issue(f"read {len(data)} bytes, not ending with the tail")
+        return Verdict(False, self.name, [issue], 1, records=len(data))
+
+
+def test_a_validator_reading_with_plain_open_sees_the_whole_file(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    VALIDATORS.register("ends_with", PlainOpenValidator)
+    tail = '{"id": 99, "day": "2026-01-02", "last": true}\n'
+    data = big_ndjson(20, last_line=tail)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+    service = s3_service(s3_server.url, source_bucket)
+    # the plugin first: after the JSON validator it would find the download finished
+    service["validation"] = {"ends_with": {"tail": tail},
+                             "json_schema": service["validation"]["json_schema"]}  # fmt: skip
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
+               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
+    with pipeline_log() as messages:
+        job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.counts.valid == 1, read_json(
+        s3, landing_bucket, ROOT + "quarantine/big.ndjson.error.json"
+    )
+    # hashing and the upload still overlap the download; validation waits for its end
+    assert any("hashing and uploading while it downloads" in m for m in messages.lines)
+    landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")
+    assert landed["Body"].read() == data
+
+
+def test_only_suites_of_open_binary_readers_check_growing_files() -> None:
+    VALIDATORS.register("ends_with", PlainOpenValidator)
+    schema: dict[str, Any] = {"type": "object"}
+    built_in = ValidationSuite({"json_schema": JsonSchemaOptions(schema_=schema),
+                                "csv": CsvOptions(), "html": HtmlOptions()})  # fmt: skip
+    assert built_in.can_check_growing_files
+    assert ValidationSuite({}).can_check_growing_files  # nothing to validate
+    mixed = ValidationSuite({"csv": CsvOptions(), "ends_with": TailOptions(tail="x")})
+    assert not mixed.can_check_growing_files

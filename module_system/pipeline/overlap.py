@@ -5,11 +5,16 @@ The download writes the temp file; side threads follow it (see
 to go in parts, one streams the parts to the landing bucket as a multipart upload that
 stays invisible until completed. It is completed only when the file proves valid; an
 invalid file's upload is aborted and the file lands in quarantine the usual way.
+
+Only validators that read through ``open_binary`` can follow a growing file (they say so
+with ``reads_growing_files``); when a service has another, its files are validated once
+the download is complete (hashing and uploading still overlap the download).
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,15 +57,18 @@ def fetch_while_checking(
     progress = WriteProgress()
     path.touch()
     inode = path.stat().st_ino
-    log.debug("%s: hashing, validating%s while it downloads", item.uri,
+    follows = suite.can_check_growing_files
+    log.debug("%s: hashing%s%s while it downloads", item.uri, ", validating" if follows else "",
               " and uploading" if stream else "")  # fmt: skip
+    validate = functools.partial(suite.validate, path, item.key)
     try:
         with ThreadPoolExecutor(3, thread_name_prefix="check") as side:
             digest = side.submit(_follow(path, progress, lambda: lander.digest(path, item.size)))
-            verdict = side.submit(_follow(path, progress, lambda: suite.validate(path, item.key)))
+            verdict = side.submit(_follow(path, progress, validate)) if follows else None
             streamed = side.submit(stream.feed, path, progress) if stream else None
             _run_writer(fetch, progress)
-            checked = Checked(digest.result(), verdict.result())
+            # a validator that needs the whole file has it now (the upload may go on)
+            checked = Checked(digest.result(), verdict.result() if verdict else validate())
         written = path.stat()
         if written.st_ino != inode or written.st_size != checked.digest.size:
             log.warning("%s: the file was replaced while it downloaded; checking it afterwards",

@@ -69,11 +69,17 @@ class Validator(ABC):
 
     ``name`` is the key under a service's ``validation:`` block; ``suffixes`` are the file
     name endings it checks (a trailing ``.gz`` is looked through).
+
+    ``reads_growing_files``: True only when the validator reads the file solely through
+    :func:`open_binary`, which follows a download still being written; the pipeline then
+    validates a big file while it downloads. Left False (plain ``open()``, a library that
+    opens the path itself), the validator is given the file only once it is complete.
     """
 
     name: ClassVar[str]
     suffixes: ClassVar[tuple[str, ...]]
     options_model: ClassVar[type[BaseModel]]
+    reads_growing_files: ClassVar[bool] = False
 
     def __init__(self, options: Any) -> None:
         self.options = options

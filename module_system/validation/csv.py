@@ -59,6 +59,7 @@ class CsvValidator(Validator):
     name = "csv"
     suffixes: ClassVar[tuple[str, ...]] = (".csv", ".tsv")
     options_model = CsvOptions
+    reads_growing_files = True  # reads only through open_binary
 
     @classmethod
     def parse_options(cls, raw: Any, base_dir: Path) -> CsvOptions:

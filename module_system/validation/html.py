@@ -52,6 +52,7 @@ class HtmlValidator(Validator):
     name = "html"
     suffixes: ClassVar[tuple[str, ...]] = (".html", ".htm")
     options_model = HtmlOptions
+    reads_growing_files = True  # reads only through open_binary
     options: HtmlOptions
 
     def validate(self, path: Path, name: str) -> Verdict:

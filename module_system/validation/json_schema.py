@@ -53,6 +53,7 @@ class JsonSchemaValidator(Validator):
     name = "json_schema"
     suffixes: ClassVar[tuple[str, ...]] = (".json", *LINE_DELIMITED)
     options_model = JsonSchemaOptions
+    reads_growing_files = True  # reads only through open_binary
 
     def __init__(self, options: JsonSchemaOptions) -> None:
         super().__init__(options)

@@ -21,6 +21,12 @@ class ValidationSuite:
             VALIDATORS.get(name).from_options(options) for name, options in validation.items()
         ]
 
+    @property
+    def can_check_growing_files(self) -> bool:
+        """True when every validator reads through :func:`open_binary` (see
+        :attr:`Validator.reads_growing_files`): files may be validated while they download."""
+        return all(v.reads_growing_files for v in self.validators)
+
     def validate(self, path: Path, name: str) -> Verdict:
         if not self.validators:
             return Verdict(True, "none")
