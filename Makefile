@@ -4,12 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint format bench clean
+.PHONY: demo test check lint format bench clean package-check constraints
 
-$(STAMP): pyproject.toml
+# constraints.txt pins what CI tested; `make constraints` refreshes it after a dependency change.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@# dclint (npm) lints compose.yaml in the tests; without npm that test is skipped.
+	command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
+	  --prefix $(VENV)/node dclint@3.1.0 || echo "npm not found: compose lint test skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,5 +37,12 @@ bench: $(STAMP)  # each compares against its peer on local servers; see docs/ben
 	$(BIN)/python benchmarks/bench_api.py
 	$(BIN)/python benchmarks/bench_web.py
 
+package-check: $(STAMP)  # build the wheel and sdist, install into a clean venv, run the demo
+	PYTHON=$(BIN)/python .ci/package-check
+
+constraints: $(STAMP)
+	( sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.tmp
+	mv constraints.tmp constraints.txt
+
 clean:
-	rm -rf $(VENV) temp module_system_state.db*
+	rm -rf $(VENV) temp module_system_state.db* build dist
