@@ -25,6 +25,8 @@ from module_system.state.queries import (
     ServiceSummary,
 )
 
+MAX_PAGE = 1_000_000
+
 
 class BadParameter(ValueError):
     pass
@@ -62,7 +64,7 @@ def _engine(request: Request) -> Any:
 
 def api_runs(request: Request) -> JSONResponse:
     try:
-        page = _int(request, "page", 1, 1, 10**9)
+        page = _int(request, "page", 1, 1, MAX_PAGE)
         per_page = _int(request, "per_page", 50, 1, MAX_PER_PAGE)
     except BadParameter as exc:
         return _error(400, str(exc))
@@ -88,7 +90,7 @@ def api_job_files(request: Request) -> JSONResponse:
     p = request.path_params
     outcome = request.query_params.get("outcome") or None
     try:
-        page = _int(request, "page", 1, 1, 10**9)
+        page = _int(request, "page", 1, 1, MAX_PAGE)
         per_page = _int(request, "per_page", 200, 1, MAX_PER_PAGE)
         if outcome is not None and outcome not in FILE_OUTCOMES:
             raise BadParameter(f"outcome must be one of {', '.join(FILE_OUTCOMES)}")
@@ -168,7 +170,7 @@ def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
 @cache
 def openapi_document() -> dict[str, Any]:
     components, refs = _schemas()
-    page = _query("page", {"type": "integer", "minimum": 1}, "page number, from 1")
+    page = _query("page", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, "page, from 1")
     per_page = _query("per_page", {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
                       "rows per page")  # fmt: skip
     outcome = _query("outcome", {"type": "string", "enum": list(FILE_OUTCOMES)},
