@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from module_system.config.interpolate import MissingVariable, interpolate
 from module_system.config.models import BatchFile, LandingConfig, Registry, ServiceConfig
 from module_system.errors import ConfigError
-from module_system.observability.redaction import register_secret
 from module_system.plugins import SOURCE_TYPES, VALIDATORS
 
 # Service ids name log files and landing folders: keep them path-safe.
@@ -41,9 +40,7 @@ def load_registry(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         )
     if problems or landing is None:
         raise ConfigError(problems)
-    registry = Registry(landing=landing, services=services, base_dir=path.parent.resolve())
-    _register_secrets(registry)
-    return registry
+    return Registry(landing=landing, services=services, base_dir=path.parent.resolve())
 
 
 def load_batch(path: str | os.PathLike[str], registry: Registry | None = None) -> BatchFile:
@@ -208,18 +205,3 @@ def _check_jobs(path: Path, batch: BatchFile, registry: Registry | None) -> list
                 f" (registry has: {', '.join(sorted(registry.services))})"
             )
     return problems
-
-
-def _register_secrets(model: Any) -> None:
-    """Walk the parsed config and remember every secret so logs can mask it."""
-    if isinstance(model, SecretStr):
-        register_secret(model.get_secret_value())
-    elif isinstance(model, BaseModel):
-        for name in type(model).model_fields:
-            _register_secrets(getattr(model, name))
-    elif isinstance(model, dict):
-        for value in model.values():
-            _register_secrets(value)
-    elif isinstance(model, list | tuple):
-        for value in model:
-            _register_secrets(value)

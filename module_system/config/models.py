@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from module_system.observability.config_secrets import register_secrets_in
 
 
 class StrictModel(BaseModel):
@@ -94,6 +96,13 @@ class Registry(StrictModel):
     landing: LandingConfig
     services: dict[str, ServiceConfig]
     base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Registry:
+        # Here rather than in the loader, so that a registry built in code (or a second
+        # one in the same process) has its secrets masked in logs as well.
+        register_secrets_in(self)
+        return self
 
 
 class JobSpec(StrictModel):

@@ -1,5 +1,8 @@
 """Logging: JSON lines in files, readable lines on the console, secrets masked everywhere.
 
+Secrets are masked in the log records themselves, not in our formatters, so that every
+handler gets masked text (see :mod:`module_system.observability.redaction`).
+
 Files follow the seed's layout under ``temp/logs/``:
 ``system_orchestrator_job_executor.log`` for the whole run and
 ``{job_id}_{service_id}_{module}.log`` for each job. ``LOG_LEVEL`` sets the level.
@@ -18,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from module_system.observability.redaction import redact
+from module_system.observability.redaction import RedactingFilter, install_record_redaction
 
 ROOT_LOGGER = "module_system"
 EXECUTOR_LOG = "system_orchestrator_job_executor.log"
@@ -46,21 +49,23 @@ class OnlyJob(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, message and traceback passed through :func:`redact`."""
+    """One JSON object per line (the traceback from ``exc_text`` when redaction set it)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": record.getMessage(),
             "thread": record.threadName,
         }
         for key in ("job_id", "service_id"):
             if getattr(record, key, None):
                 entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exception"] = redact(self.formatException(record.exc_info))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
         return orjson.dumps(entry).decode()
 
 
@@ -71,7 +76,7 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         job_id = getattr(record, "job_id", None)
         record.jobtag = f"[{job_id}] " if job_id else ""
-        return redact(super().format(record))
+        return super().format(record)
 
 
 def log_level(level: str | None = None) -> int:
@@ -85,7 +90,13 @@ def setup_logging(
     level: str | None = None,
     console_handler: logging.Handler | None = None,
 ) -> Path:
-    """Configure the package logger (idempotent); returns the executor log's path."""
+    """Configure the package logger (idempotent); returns the executor log's path.
+
+    Also starts redacting every log record, and puts a redacting filter on every handler
+    that exists now (ours, the root logger's, libraries'): see
+    :func:`~module_system.observability.redaction.install_record_redaction`.
+    """
+    install_record_redaction()
     log_dir.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(ROOT_LOGGER)
     for handler in list(logger.handlers):
@@ -101,7 +112,19 @@ def setup_logging(
     for handler in (file_handler, console):
         handler.addFilter(JobContextFilter())
         logger.addHandler(handler)
+    for handler in _all_handlers():
+        _add_redacting_filter(handler)
     return executor_log
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(), *list(logging.Logger.manager.loggerDict.values())]
+    return [h for lg in loggers if isinstance(lg, logging.Logger) for h in lg.handlers]
+
+
+def _add_redacting_filter(handler: logging.Handler) -> None:
+    if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        handler.addFilter(RedactingFilter())
 
 
 @contextmanager
@@ -113,6 +136,7 @@ def job_logging(log_dir: Path, job_id: str, service_id: str, module: str) -> Ite
     handler.setFormatter(JsonFormatter())
     handler.addFilter(JobContextFilter())
     handler.addFilter(OnlyJob(job_id))
+    handler.addFilter(RedactingFilter())
     logger = logging.getLogger(ROOT_LOGGER)
     logger.addHandler(handler)
     token = current_job.set((job_id, service_id))
