@@ -85,8 +85,11 @@ class FileLander:
                     break
                 self.ctx.counters.add(listed=1)
                 self.ctx.progress.file_listed()
-                context = contextvars.copy_context()  # keeps the job's log context
+                if _unchanged_by_version(item, prior):  # no I/O: no need for a worker
+                    self.land_one(item, None, prior)
+                    continue
                 path = self._temp_path(number, item)
+                context = contextvars.copy_context()  # keeps the job's log context
                 pending.add(pool.submit(context.run, self.land_one, item, path, prior))
                 if len(pending) >= 2 * limit:
                     _, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -115,7 +118,9 @@ class FileLander:
         match = _SUFFIX.search(item.key.rsplit("/", 1)[-1])
         return self.tmp / f"{number:08d}{match.group(0).lower() if match else ''}"
 
-    def land_one(self, item: RemoteItem, path: Path, prior: FileRecord | None = None) -> None:
+    def land_one(
+        self, item: RemoteItem, path: Path | None, prior: FileRecord | None = None
+    ) -> None:
         landed: FileRecord | None = None
         try:
             if self.ctx.stop_requested():
@@ -135,7 +140,8 @@ class FileLander:
             entry = self._entry(item, FileOutcome.FAILED, error=redact(f"internal error: {exc!r}"),
                                 details={"reason": "internal"})  # fmt: skip
         finally:
-            path.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
         self.ctx.manifest.add(entry)
         self._count(entry)
         if self.records.add(entry, landed):
@@ -160,12 +166,13 @@ class FileLander:
         self.ctx.progress.file_finished(outcome, nbytes)
 
     def _land(
-        self, item: RemoteItem, path: Path, prior: FileRecord | None
+        self, item: RemoteItem, path: Path | None, prior: FileRecord | None
     ) -> tuple[ManifestEntry, FileRecord | None]:
         if item.extra.get("skip_reason"):  # seen, not for landing (a crawl's non-HTML response)
             return self._entry(item, FileOutcome.IGNORED), None
-        if prior and item.version and prior.version == item.version:
+        if prior is not None and _unchanged_by_version(item, prior):
             return self._unchanged(item, prior), None
+        assert path is not None  # only unchanged items are handled without a temp file
         checked = self._fetch_and_check(item, path, prior)
         digest = checked.digest
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
@@ -306,6 +313,10 @@ class FileLander:
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
                              version=item.version, modified=modified, **fields)  # fmt: skip
+
+
+def _unchanged_by_version(item: RemoteItem, prior: FileRecord | None) -> bool:
+    return bool(prior and item.version and prior.version == item.version)
 
 
 def _verdict_word(verdict: Verdict) -> str:

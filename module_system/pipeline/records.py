@@ -16,6 +16,7 @@ from typing import Any
 
 from module_system.landing.manifest import ManifestEntry
 from module_system.observability.redaction import redact
+from module_system.results import FileOutcome
 from module_system.state.store import FileRecord, StateStore
 
 log = logging.getLogger("module_system.pipeline")
@@ -24,12 +25,16 @@ RECORD_FLUSH_SECONDS = 2.0  # ... or at least this often
 FLUSH_ATTEMPTS = 4
 FLUSH_BACKOFF = 0.5  # seconds, doubled per attempt
 MAX_MESSAGES = 50  # validator messages kept per file in the state store (the S3 report has all)
+# Unchanged files are recorded one by one up to this many per job, then only counted: a
+# service of a million files run hourly must not add a million rows an hour.
+UNCHANGED_ROWS_PER_JOB = 10_000
 
 
 class RecordWriter:
     def __init__(self, state: StateStore, service_id: str, run_id: str, job_id: str) -> None:
         self.state, self.service_id, self.run_id, self.job_id = state, service_id, run_id, job_id
         self.unrecorded = 0  # files whose state could not be written
+        self.unchanged_seen = 0
         self._landed: list[FileRecord] = []
         self._outcomes: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -40,10 +45,17 @@ class RecordWriter:
         """Buffer one file's outcome (and its landed record); True when a flush is due."""
         row = _outcome_row(entry, self.run_id, self.job_id)
         with self._lock:
-            self._outcomes.append(row)
+            if entry.outcome is FileOutcome.SKIPPED:
+                self.unchanged_seen += 1
+            if (
+                self.unchanged_seen <= UNCHANGED_ROWS_PER_JOB
+                or entry.outcome is not FileOutcome.SKIPPED
+            ):
+                self._outcomes.append(row)
             if landed is not None:
                 self._landed.append(landed)
-            return len(self._outcomes) >= RECORD_BATCH or time.monotonic() > self._flush_due
+            pending = len(self._outcomes) + len(self._landed)
+            return pending >= RECORD_BATCH or time.monotonic() > self._flush_due
 
     def flush(self, cancel: threading.Event | None = None) -> None:
         with self._flush_lock:
