@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -139,8 +139,10 @@ def services_page(request: Request) -> Response:
 
 
 def metrics(request: Request) -> Response:
-    body = generate_latest(_dashboard(request).metrics)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text, or OpenMetrics when the scraper asks for it."""
+    encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+    body = encoder(_dashboard(request).metrics)
+    return Response(body, headers={"Content-Type": content_type})
 
 
 async def login(request: Request) -> Response:

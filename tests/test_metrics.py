@@ -1,0 +1,119 @@
+"""Prometheus metrics: parsed with prometheus_client's own parser and checked against runs
+whose outcome is known, from the dashboard's /metrics and from ``run --metrics-port``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from module_system.demo.servers import MotoServer, free_port
+from module_system.state import StateStore
+from module_system.state import schema as tables
+from tests.dashboard_helpers import dashboard
+from tests.s3_helpers import run_jobs, s3_service
+from tests.slow_api import api_service, missing_bucket_service, slow_api, write_files
+
+GOOD = [b'{"id": 1, "day": "2026-03-01"}', b'{"id": 2, "day": "2026-03-02"}',
+        b'{"id": 3, "day": "2026-03-03"}']  # fmt: skip
+BAD = b'{"id": "three"}'
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict[Any, float], name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def test_dashboard_metrics_match_two_known_runs(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    for n, body in enumerate([*GOOD, BAD]):
+        s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json", Body=body)
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
+    services = {"fin": s3_service(s3_server.url, source_bucket),
+                "gone": missing_bucket_service(s3_server.url)}  # fmt: skip
+    jobs = [("fin_1", "fin"), ("gone_1", "gone")]
+    first = run_jobs(tmp_path, landing, services, jobs, state_url)
+    assert [j.status for j in first.jobs] == ["completed", "failed"]
+    run_jobs(tmp_path, landing, services, [("fin_2", "fin")], state_url)  # all unchanged
+
+    store = StateStore(state_url)
+    with store.engine.connect() as conn:
+        finished = conn.scalar(
+            tables.jobs.select().with_only_columns(tables.jobs.c.finished_at)
+            .where(tables.jobs.c.job_id == "fin_2")
+        )  # fmt: skip
+    with dashboard(store) as url:
+        response = httpx.get(url + "/metrics")
+    store.close()
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    found = samples(response.text)
+
+    def files(outcome: str) -> float | None:
+        return value(found, "module_system_files_total", service="fin", source_type="s3",
+                     outcome=outcome)  # fmt: skip
+
+    assert (files("landed"), files("quarantined"), files("skipped"), files("failed")) == (
+        3, 1, 4, 0)  # fmt: skip
+    assert value(found, "module_system_bytes_total", service="fin") == sum(map(len, GOOD)) + len(
+        BAD
+    )
+    assert value(found, "module_system_jobs_total", service="fin", status="completed") == 2
+    assert value(found, "module_system_jobs_total", service="gone", status="failed") == 1
+    assert value(found, "module_system_runs_total", status="failed") == 1
+    assert value(found, "module_system_runs_total", status="completed") == 1
+    assert value(found, "module_system_job_duration_seconds_count", service="fin") == 2
+    assert value(found, "module_system_job_duration_seconds_bucket", service="fin", le="+Inf") == 2
+    last = value(found, "module_system_last_success_timestamp_seconds", service="fin")
+    assert last == finished.replace(tzinfo=finished.tzinfo or UTC).timestamp()
+    assert value(found, "module_system_last_success_timestamp_seconds", service="gone") is None
+    assert value(found, "module_system_state_up") == 1
+
+
+def test_run_metrics_port_serves_the_metrics_live_while_the_run_goes(
+    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+) -> None:
+    port = free_port()
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
+    with slow_api(pages=6, delay=0.5) as api_url:
+        registry, batch = write_files(tmp_path, landing, {"slow": api_service(api_url)},
+                                      [("slow_1", "slow")])  # fmt: skip
+        command = [sys.executable, "-m", "module_system", "run", "--batch-file", str(batch),
+                   "--registry", str(registry), "--state-url", state_url,
+                   "--log-dir", str(tmp_path / "logs"), "--monitor-duration", "0",
+                   "--metrics-port", str(port)]  # fmt: skip
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seen_running = scrape_until_running(f"http://127.0.0.1:{port}/metrics", process)
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output.decode()[-3000:]
+    assert seen_running, "the job was never seen running in the metrics"
+    assert f"metrics: http://127.0.0.1:{port}/metrics" in output.decode()
+
+
+def scrape_until_running(url: str, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            found = samples(httpx.get(url, timeout=5).text)
+        except httpx.HTTPError:
+            time.sleep(0.1)  # the server is not up yet
+            continue
+        if value(found, "module_system_jobs_total", service="slow", status="running") == 1:
+            return True
+        time.sleep(0.1)
+    return False
