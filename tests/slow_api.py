@@ -56,11 +56,13 @@ def api_service(url: str) -> dict[str, Any]:
     }
 
 
-def missing_bucket_service(s3_url: str) -> dict[str, Any]:
-    """An S3 service whose bucket does not exist: its job fails at once."""
+def missing_bucket_service(
+    s3_url: str, bucket: str = "no-such-bucket-for-dashboard"
+) -> dict[str, Any]:
+    """An S3 service whose bucket does not exist (yet): its job fails at once."""
     return {
         "type": "s3",
-        "source": {"bucket": "no-such-bucket-for-dashboard", "endpoint_url": s3_url},
+        "source": {"bucket": bucket, "endpoint_url": s3_url},
         "validation": {"json_schema": RECORD_SCHEMA},
         "retry": {"attempts": 1},
     }
