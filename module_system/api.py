@@ -8,6 +8,7 @@ from pathlib import Path
 from module_system.config import BatchFile, Registry, load_batch, load_registry
 from module_system.errors import ConfigError
 from module_system.orchestrator.batch import run_batch
+from module_system.orchestrator.executor import JobExecutor
 from module_system.orchestrator.stats import BatchStats
 from module_system.pipeline import RunOptions
 from module_system.results import BatchResult
@@ -50,6 +51,7 @@ def run(
     state_url: str | None = None,
     options: RunOptions = RunOptions(),
     stats: BatchStats | None = None,
+    executor: JobExecutor | None = None,
 ) -> BatchResult:
     """Check the config, then run every job of the batch file.
 
@@ -60,7 +62,8 @@ def run(
     registry, batch = check(registry_path, batch_path)
     assert batch is not None
     return run_checked(registry, batch, str(batch_path), max_workers=max_workers,
-                       state_url=state_url, options=options, stats=stats)  # fmt: skip
+                       state_url=state_url, options=options, stats=stats,
+                       executor=executor)  # fmt: skip
 
 
 def run_checked(
@@ -72,11 +75,14 @@ def run_checked(
     state_url: str | None = None,
     options: RunOptions = RunOptions(),
     stats: BatchStats | None = None,
+    executor: JobExecutor | None = None,
 ) -> BatchResult:
-    """Run an already loaded batch against an already loaded registry."""
+    """Run an already loaded batch against an already loaded registry, on ``executor``
+    (default: a thread pool of ``max_workers``; see
+    :func:`module_system.orchestrator.executor.make_executor`)."""
     state = StateStore(state_url)
     try:
         return run_batch(registry, batch, state, max_workers=max_workers, options=options,
-                         stats=stats, batch_file=batch_file)  # fmt: skip
+                         stats=stats, batch_file=batch_file, executor=executor)  # fmt: skip
     finally:
         state.close()

@@ -19,6 +19,7 @@ from module_system.config import BatchFile, Registry
 from module_system.errors import ConfigError
 from module_system.observability.logging import DEFAULT_LOG_DIR, setup_logging
 from module_system.observability.redaction import redact
+from module_system.orchestrator.executor import make_executor
 from module_system.orchestrator.monitor import Monitor
 from module_system.orchestrator.report import print_summary, write_report
 from module_system.orchestrator.rerun import NothingToRerun, rerun_batch, rerun_batch_file
@@ -116,10 +117,30 @@ def main() -> None:
     help="Serve Prometheus metrics at http://HOST:PORT/metrics while the run goes.",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for them.")
-def run(batch_file: str | None, rerun_failed: str | None, registry: str | None,
+@click.option(
+    "--executor",
+    type=click.Choice(["threads", "dask"]),
+    default="threads",
+    show_default=True,
+    help="Where jobs run: a thread pool here, or a Dask cluster (docs/scale-out.md).",
+)
+@click.option(
+    "--scheduler",
+    envvar="MODULE_SYSTEM_DASK_SCHEDULER",
+    metavar="ADDRESS",
+    help="Dask scheduler of --executor dask, e.g. tcp://10.0.0.5:8786.",
+)
+@click.option(
+    "--local-workers",
+    type=click.IntRange(1, 256),
+    help="With --executor dask: start a local cluster of N worker processes instead.",
+)
+@click.pass_context
+def run(ctx: click.Context, batch_file: str | None, rerun_failed: str | None, registry: str | None,
         max_workers: int, monitor_duration: int, report: Path | None, state_url: str | None,
         full_refresh: bool, fail_on_invalid: bool, job_timeout: float | None, log_dir: Path,
-        wait_for_lease: bool, metrics_port: int | None, metrics_host: str) -> None:  # fmt: skip
+        wait_for_lease: bool, metrics_port: int | None, metrics_host: str, executor: str,
+        scheduler: str | None, local_workers: int | None) -> None:  # fmt: skip
     """Run every job of a batch file.
 
     \b
@@ -131,6 +152,7 @@ def run(batch_file: str | None, rerun_failed: str | None, registry: str | None,
     """
     if (batch_file is None) == (rerun_failed is None):
         raise click.UsageError("give either --batch-file or --rerun-failed RUN_ID")
+    scheduler = _dask_scheduler(ctx, executor, scheduler, local_workers)
     console = Console()
     setup_logging(log_dir, console_handler=_console_handler(console))
     options = RunOptions(full_refresh, fail_on_invalid, job_timeout, log_dir=log_dir,
@@ -140,9 +162,12 @@ def run(batch_file: str | None, rerun_failed: str | None, registry: str | None,
         # config errors stop before the monitor
         loaded, batch, batch_name = _batch_to_run(registry, batch_file, rerun_failed, state_url)
         metrics = _metrics_server(metrics_host, metrics_port, state_url, console)
+        runner = make_executor(executor, max_workers=max_workers, scheduler=scheduler,
+                               local_workers=local_workers)  # fmt: skip
         with metrics, Monitor(stats, console, monitor_duration):
             result = api.run_checked(loaded, batch, batch_name, max_workers=max_workers,
-                                     state_url=state_url, options=options, stats=stats)  # fmt: skip
+                                     state_url=state_url, options=options, stats=stats,
+                                     executor=runner)  # fmt: skip
     except ConfigError as exc:
         _config_error(exc)
         return
@@ -157,6 +182,25 @@ def run(batch_file: str | None, rerun_failed: str | None, registry: str | None,
         write_report(result, report)
         console.print(f"report written to {report}", highlight=False)
     sys.exit(result.exit_code(fail_on_invalid))
+
+
+def _dask_scheduler(
+    ctx: click.Context, executor: str, scheduler: str | None, local_workers: int | None
+) -> str | None:
+    """The scheduler address to use, after checking the executor options fit together."""
+    typed = ctx.get_parameter_source("scheduler") is click.core.ParameterSource.COMMANDLINE
+    if executor == "threads":
+        if local_workers is not None or typed:
+            raise click.UsageError("--scheduler and --local-workers need --executor dask")
+        return None
+    if local_workers is not None:
+        if typed:
+            raise click.UsageError("give --scheduler or --local-workers, not both")
+        return None  # a MODULE_SYSTEM_DASK_SCHEDULER in the environment does not apply
+    if not scheduler:
+        raise click.UsageError("--executor dask needs --scheduler ADDRESS (or "
+                               "MODULE_SYSTEM_DASK_SCHEDULER) or --local-workers N")  # fmt: skip
+    return scheduler
 
 
 def _batch_to_run(

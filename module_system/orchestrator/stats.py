@@ -8,6 +8,14 @@ from dataclasses import dataclass
 
 from module_system.results import FileOutcome, JobStatus
 
+_FILE_KEYS = {
+    FileOutcome.LANDED: "landed",
+    FileOutcome.QUARANTINED: "quarantined",
+    FileOutcome.SKIPPED: "skipped",
+    FileOutcome.IGNORED: "ignored",
+    FileOutcome.VANISHED: "vanished",
+}
+
 
 @dataclass(frozen=True)
 class StatsSnapshot:
@@ -76,16 +84,20 @@ class BatchStats:
             self._files["listed"] += 1
 
     def file_finished(self, outcome: FileOutcome, nbytes: int) -> None:
-        key = {
-            FileOutcome.LANDED: "landed",
-            FileOutcome.QUARANTINED: "quarantined",
-            FileOutcome.SKIPPED: "skipped",
-            FileOutcome.IGNORED: "ignored",
-            FileOutcome.VANISHED: "vanished",
-        }.get(outcome, "failed")
+        key = _FILE_KEYS.get(outcome, "failed")
         with self._lock:
             self._files["done"] += 1
             self._files[key] += 1
+            self._bytes += nbytes
+
+    def add_files(self, listed: int, outcomes: dict[str, int], nbytes: int) -> None:
+        """Counts gathered elsewhere (a Dask worker's progress events); ``outcomes`` maps
+        :class:`FileOutcome` values to numbers of files."""
+        with self._lock:
+            self._files["listed"] += listed
+            for outcome, count in outcomes.items():
+                self._files["done"] += count
+                self._files[_FILE_KEYS.get(FileOutcome(outcome), "failed")] += count
             self._bytes += nbytes
 
     def snapshot(self) -> StatsSnapshot:

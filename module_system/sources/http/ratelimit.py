@@ -97,10 +97,14 @@ class TokenBucket:
 
 _buckets: dict[str, TokenBucket] = {}
 _buckets_lock = threading.Lock()
+# Set on a Dask worker: buckets shared by the whole cluster (orchestrator.cluster_limits).
+bucket_provider: Callable[[str, RateLimitConfig | None], TokenBucket] | None = None
 
 
 def bucket_for(host: str, config: RateLimitConfig | None) -> TokenBucket:
     """The process-wide bucket of ``host`` (``name:port``); the strictest limit wins."""
+    if bucket_provider is not None:
+        return bucket_provider(host, config)
     rate, burst = (config.requests_per_second, config.burst) if config else (None, 1)
     key = host.lower()
     with _buckets_lock:
