@@ -25,7 +25,7 @@
       const details = document.getElementById(id);
       if (details) details.open = wasOpen;
     }
-    if (stamp) stamp.textContent = "updated " + new Date().toLocaleTimeString();
+    if (stamp) stamp.textContent = "updated " + new Date().toISOString().slice(11, 19);
   }
 
   async function refresh() {
