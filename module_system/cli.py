@@ -268,6 +268,31 @@ def check(registry: str | None, batch_file: str | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--installed",
+    is_flag=True,
+    help="Generate it from the installed source types and validators (plugins too).",
+)
+def schema(installed: bool) -> None:
+    """Print the JSON Schema (2020-12) of project_registry.yaml, for editors and CI.
+
+    \b
+    Example:
+      module-system schema > registry.schema.json
+      # then, as the registry's first line:
+      # yaml-language-server: $schema=registry.schema.json
+    """
+    from module_system.config import schema as registry_schema
+
+    try:
+        document = registry_schema.generate() if installed else registry_schema.shipped()
+    except ConfigError as exc:  # --installed without the extra a source type needs
+        _config_error(exc)
+        return
+    click.echo(registry_schema.dumps(document), nl=False)
+
+
+@main.command()
 @click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="State store URL.")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1))
 def history(state_url: str | None, limit: int) -> None:
@@ -381,11 +406,14 @@ def prune(state_url: str | None, older_than: str, dry_run: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Keep the demo's files here.",
 )
-def demo(workdir: Path | None) -> None:
+@click.option("--serve", is_flag=True, help="Then keep the servers and the dashboard up (Ctrl-C).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535),
+              help="The dashboard's port, with --serve.")  # fmt: skip
+def demo(workdir: Path | None, serve: bool, port: int) -> None:
     """Start local servers with sample data, run the demo batch and show where files landed."""
     from module_system.demo import run_demo
 
-    sys.exit(run_demo(workdir))
+    sys.exit(run_demo(workdir, serve=serve, port=port))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from module_system.demo.context import DemoContext
+from module_system.demo.dashboard import DEFAULT_PORT, print_dashboard_command, serve_dashboard
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer
 
 DATA = Path(__file__).resolve().parent / "data"  # registry, batch, schemas
@@ -35,8 +36,9 @@ def _load_part(target: str) -> Any:
     return getattr(importlib.import_module(module), name)()
 
 
-def run_demo(workdir: Path | None = None) -> int:
-    """Run the demo batch against local servers; return the CLI's exit status."""
+def run_demo(workdir: Path | None = None, serve: bool = False, port: int = DEFAULT_PORT) -> int:
+    """Run the demo batch against local servers; return the CLI's exit status. With
+    ``serve``, keep the servers and the dashboard up afterwards, until Ctrl-C."""
     console = Console()
     registry, batch = DATA / "project_registry.yaml", DATA / "demo_batch_jobs.json"
     workdir = workdir or Path(tempfile.mkdtemp(prefix="module-system-demo-"))
@@ -52,10 +54,14 @@ def run_demo(workdir: Path | None = None) -> int:
                 part.start(ctx)
             status = _run_batch(console, registry, batch, workdir, ctx.env)
             _show_landing(console, ctx)
+            if serve:
+                serve_dashboard(console, workdir, registry, ctx.env, port)
         finally:
             for part in parts:
                 part.stop()
     console.print(f"\nLogs: {workdir / 'logs'}   Report: {workdir / 'report.json'}")
+    if not serve:
+        print_dashboard_command(console, workdir, registry)
     return status
 
 
