@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -122,6 +123,18 @@ def _transient_reason(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.FlexibleChecksumError):
         return "checksum_mismatch"
     return "connection_lost"
+
+
+@dataclass(frozen=True)
+class CopySource:
+    """An S3 object a source just fetched (``etag``: the version fetched), which a landing
+    bucket on the same endpoint can copy server-side instead of taking an upload."""
+
+    endpoint_url: str | None
+    region: str | None
+    bucket: str
+    key: str
+    etag: str
 
 
 @contextmanager

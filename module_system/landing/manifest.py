@@ -38,6 +38,7 @@ class ManifestEntry:
     error: str | None = None
     details: dict[str, Any] | None = None  # source facts, e.g. an API page's HTTP status
     note: str | None = None  # e.g. "supersedes a valid version"
+    transfer: str | None = None  # how it landed: upload, copy (server-side) or stream
 
     def as_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its deep copy was the biggest cost of an unchanged file.

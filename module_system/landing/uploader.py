@@ -22,9 +22,9 @@ import orjson
 from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ChunksizeAdjuster
 
-from module_system.aws import make_client, translate_errors
+from module_system.aws import CopySource, make_client, translate_errors
 from module_system.config.models import LandingConfig
-from module_system.errors import ModuleSystemError, TerminalError, TransientError
+from module_system.errors import FatalError, ModuleSystemError, TerminalError, TransientError
 from module_system.landing.checksums import FileDigest, digest_file
 from module_system.landing.streaming import StreamingUpload
 
@@ -47,6 +47,7 @@ class S3Lander:
         self.client = client or make_client(landing, max_pool=64)
         self.threshold = landing.multipart_threshold_mb * MB
         self.chunksize = landing.multipart_chunksize_mb * MB
+        self._copy_refused = False  # the landing credentials may not read the source
 
     def close(self) -> None:
         self.client.close()
@@ -81,6 +82,54 @@ class S3Lander:
         finally:
             self._delete_quietly(staging_key)
         return UploadResult(key, digest.size, digest.sha256_hex)
+
+    def same_endpoint(self, endpoint_url: str | None, region: str | None) -> bool:
+        """Whether objects at ``endpoint_url`` can be copied into the landing bucket by the
+        server itself (rclone's default between buckets of one endpoint)."""
+        if self._copy_refused:
+            return False
+        mine = (self.landing.endpoint_url or "").rstrip("/")
+        if mine != (endpoint_url or "").rstrip("/"):
+            return False
+        return bool(mine) or (region or None) == (self.landing.region or None)
+
+    def copy_in(
+        self, source: CopySource, key: str, digest: FileDigest, metadata: dict[str, str]
+    ) -> bool:
+        """Land ``key`` as a server-side copy of ``source``, only if it is still the version
+        that was fetched (``CopySourceIfMatch``) and S3's checksum of the copy equals ours
+        of the validated bytes. False when the copy cannot be made or proven: upload then."""
+        bucket = self.landing.bucket
+        args: dict[str, Any] = {
+            "CopySourceIfMatch": f'"{source.etag}"',
+            "ChecksumAlgorithm": "SHA256",
+            **self._object_args(key, {**metadata, "sha256": digest.sha256_hex}),
+        }
+        copy_from = {"Bucket": source.bucket, "Key": source.key}
+        try:
+            with translate_errors(self.landing, bucket, key):
+                if digest.size > MAX_COPY_BYTES:
+                    config = TransferConfig(multipart_threshold=MAX_COPY_BYTES,
+                                            multipart_chunksize=digest.part_size)  # fmt: skip
+                    self.client.copy(copy_from, bucket, key, ExtraArgs=args, Config=config)
+                    self.verify(key, digest.s3_checksum(True), digest.size)
+                    return True
+                response = self.client.copy_object(
+                    Bucket=bucket, Key=key, CopySource=copy_from, MetadataDirective="REPLACE",
+                    **args,
+                )  # fmt: skip
+            stored = response.get("CopyObjectResult", {}).get("ChecksumSHA256")
+            self._compare(key, stored, digest.sha256_b64)
+            return True
+        except FatalError:  # e.g. AccessDenied on the source bucket: upload from now on
+            self._copy_refused = True
+            return False
+        except TransientError as exc:
+            if exc.reason in ("checksum_mismatch", "size_mismatch"):
+                return False  # not the validated bytes: our upload replaces them
+            raise  # the connection or the server: retried
+        except TerminalError:  # changed since the fetch (412), or gone: upload ours
+            return False
 
     def _copy_proven(self, source_key: str, key: str, digest: FileDigest) -> None:
         bucket = self.landing.bucket

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from module_system.aws import CopySource
 from module_system.errors import (
     FatalError,
     ItemVanished,
@@ -180,7 +181,11 @@ class FileLander:
                                   digest.size)  # fmt: skip
             return self._unchanged(item, prior), record
         verdict = checked.verdict or self.suite.validate(path, item.key)
-        key = checked.landed_key or self._upload(item, path, digest, verdict, prior)
+        copy = self.source.copy_source(item)
+        transfer = "stream" if checked.landed_key else "upload"
+        key = checked.landed_key or self._key_for(item, verdict)
+        if not checked.landed_key:
+            transfer = self._land_file(item, path, key, digest, verdict, prior, copy)
         record = self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
         outcome = FileOutcome.LANDED if verdict.valid else FileOutcome.QUARANTINED
         log.debug("%s -> %s (%s)", item.uri, key, outcome.value)
@@ -192,7 +197,8 @@ class FileLander:
         )
         entry = self._entry(item, outcome, sha256=digest.sha256_hex, landing_key=key,
                             verdict=_verdict_word(verdict), error_count=verdict.error_count,
-                            size=digest.size, note=note, details=details)  # fmt: skip
+                            size=digest.size, note=note, details=details,
+                            transfer=transfer)  # fmt: skip
         return entry, record
 
     def _unchanged(self, item: RemoteItem, prior: FileRecord) -> ManifestEntry:
@@ -250,28 +256,42 @@ class FileLander:
                 f"{item.uri}: fetched {got} bytes, expected {item.size}", reason="short_read"
             )
 
-    def _upload(
+    def _key_for(self, item: RemoteItem, verdict: Verdict) -> str:
+        layout = self.ctx.layout
+        return layout.valid_key(item.key) if verdict.valid else layout.quarantine_key(item.key)
+
+    def _land_file(
         self,
         item: RemoteItem,
         path: Path,
+        key: str,
         digest: FileDigest,
         verdict: Verdict,
         prior: FileRecord | None,
+        copy: CopySource | None,
     ) -> str:
-        layout, retrier = self.ctx.layout, self.ctx.upload_retrier
-        key = layout.valid_key(item.key) if verdict.valid else layout.quarantine_key(item.key)
+        """Land the validated bytes at ``key``; return how: ``copy`` (server-side, from the
+        source object the bytes came from) or ``upload``."""
+        retrier = self.ctx.upload_retrier
         self._claim(key, item)
         metadata = self._metadata(item, _verdict_word(verdict))
         if not verdict.valid:  # the reason first: a quarantined file is never without one
             report = {"source_uri": item.uri, "landing_key": key, **verdict.as_dict()}
             retrier.call(lambda: self.lander.put_json(key + ERROR_SUFFIX, report), f"upload {key}")
+        if copy is not None and self.lander.same_endpoint(copy.endpoint_url, copy.region):
+            copied = retrier.call(lambda: self.lander.copy_in(copy, key, digest, metadata),
+                                  f"copy {key}")  # fmt: skip
+            if copied:
+                return "copy"
         # An object may be at the key already (a changed file, a full refresh): replace it
         # only with proven bytes, through a staging key.
         replacing = prior is not None or self.ctx.full_refresh
-        staging = layout.staging_key(self.ctx.job_id, next(self._staged)) if replacing else None
+        staging = (
+            self.ctx.layout.staging_key(self.ctx.job_id, next(self._staged)) if replacing else None
+        )
         retrier.call(lambda: self.lander.upload_file(path, key, digest, metadata, staging),
                      f"upload {key}")  # fmt: skip
-        return key
+        return "upload"
 
     def _metadata(self, item: RemoteItem, verdict: str) -> dict[str, str]:
         return {

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel
 
+from module_system.aws import CopySource
 from module_system.retry import Retrier
 
 if TYPE_CHECKING:
@@ -104,6 +105,11 @@ class Source(ABC):
         renamed over it, no out-of-order ranges). Only then may the pipeline hash, check
         and upload a big file while it downloads. Default: False (checked afterwards)."""
         return False
+
+    def copy_source(self, item: RemoteItem) -> CopySource | None:
+        """Where the last fetched bytes of ``item`` can be copied from server-side, if
+        anywhere; asked once after each fetch. Default: nowhere."""
+        return None
 
     def commit(self) -> None:
         """Called once after every item of a successful job has landed (e.g. save a cursor)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -11,7 +12,7 @@ import boto3.exceptions
 from boto3.s3.transfer import TransferConfig
 from pydantic import Field
 
-from module_system.aws import make_client, translate_errors
+from module_system.aws import CopySource, make_client, translate_errors
 from module_system.config.models import S3Connection
 from module_system.errors import TransientError
 from module_system.sources.base import RemoteItem, Source, SourceContext
@@ -49,6 +50,8 @@ class S3Source(Source):
             max_concurrency=4,
             use_threads=True,
         )
+        self._fetched: dict[str, str] = {}  # item key -> ETag of the bytes last fetched
+        self._fetched_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: S3SourceConfig, context: SourceContext) -> Self:
@@ -95,15 +98,33 @@ class S3Source(Source):
                     self.client.download_file(
                         self.config.bucket, key, str(dest), Config=self._transfer
                     )
+                    # The listed version; a copy of another is caught by its checksum.
+                    self._remember(item.key, item.version)
                     return
                 response = self.client.get_object(Bucket=self.config.bucket, Key=key)
                 with dest.open("wb") as out:
                     shutil.copyfileobj(response["Body"], out, CHUNK)
+                self._remember(item.key, str(response.get("ETag", "")).strip('"'))
             except (
                 boto3.exceptions.RetriesExceededError,
                 boto3.exceptions.S3TransferFailedError,
             ) as exc:
                 raise TransientError(f"s3://{self.config.bucket}/{key}: {exc}") from exc
+
+    def _remember(self, item_key: str, etag: str | None) -> None:
+        with self._fetched_lock:
+            if etag:
+                self._fetched[item_key] = etag
+            else:
+                self._fetched.pop(item_key, None)
+
+    def copy_source(self, item: RemoteItem) -> CopySource | None:
+        with self._fetched_lock:
+            etag = self._fetched.pop(item.key, None)
+        if etag is None:
+            return None
+        cfg = self.config
+        return CopySource(cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], etag)
 
     def close(self) -> None:
         self.client.close()

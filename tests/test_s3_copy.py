@@ -1,0 +1,88 @@
+"""S3 → S3 on one endpoint: validated files land by server-side copy of exactly the
+version that was validated, and fall back to an upload when that cannot be proven."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from module_system.demo.servers import MotoServer
+from module_system.results import JobStatus
+from tests.conftest import read_json
+from tests.faulty_proxy import faulty_proxy
+from tests.s3_helpers import run_jobs, s3_service
+
+ROOT = "data/s3/svc/"
+
+
+def put(s3: Any, bucket: str, name: str, document: dict[str, Any]) -> bytes:
+    body = json.dumps(document).encode()
+    s3.put_object(Bucket=bucket, Key=f"in/{name}", Body=body)
+    return body
+
+
+def stored(s3: Any, bucket: str, key: str) -> tuple[bytes, dict[str, Any]]:
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read()), head
+
+
+def test_same_endpoint_lands_by_copy_with_our_checksum_and_metadata(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    good = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
+    put(s3, source_bucket, "bad.json", {"id": "x", "day": "2026-05-05"})
+    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+
+    assert job.status is JobStatus.COMPLETED and (job.counts.valid, job.counts.invalid) == (1, 1)
+    files = {f["key"]: f for f in read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"]}
+    assert files["a.json"]["transfer"] == "copy" and files["bad.json"]["transfer"] == "copy"
+    body, head = stored(s3, landing_bucket, ROOT + "validated/a.json")
+    assert body == good
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(good).digest()).decode()
+    assert head["Metadata"]["sha256"] == hashlib.sha256(good).hexdigest()
+    assert head["Metadata"]["verdict"] == "valid"
+    assert head["Metadata"]["source-uri"] == f"s3://{source_bucket}/in/a.json"
+
+
+def test_another_endpoint_lands_by_upload(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    good = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
+    with faulty_proxy(s3_server.url, lambda method, path, n: None) as proxy:
+        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url}  # another endpoint
+        services = {"svc": s3_service(s3_server.url, source_bucket)}
+        run_jobs(tmp_path, landing, services, [("j", "svc")], state_url)
+    entry = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"][0]
+    assert entry["transfer"] == "upload"
+    assert stored(s3, landing_bucket, ROOT + "validated/a.json")[0] == good
+
+
+def test_a_source_changed_after_validation_is_not_copied_the_validated_bytes_are_uploaded(
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    state_url: str,
+) -> None:  # fmt: skip
+    validated = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
+    changed: list[bool] = []
+
+    def change_source_before_landing(method: str, path: str, n: int) -> str | None:
+        if method == "PUT" and f"/{landing_bucket}/data/" in path and not changed:
+            changed.append(True)  # the source object changes between fetch and copy
+            put(s3, source_bucket, "a.json", {"id": "now invalid", "day": "2026-05-05"})
+        return None
+
+    with faulty_proxy(s3_server.url, change_source_before_landing) as proxy:
+        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url}
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+
+    assert changed and job.status is JobStatus.COMPLETED and job.counts.valid == 1
+    entry = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"][0]
+    assert entry["transfer"] == "upload"  # CopySourceIfMatch refused the new version
+    assert stored(s3, landing_bucket, ROOT + "validated/a.json")[0] == validated
