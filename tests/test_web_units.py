@@ -27,7 +27,7 @@ from module_system.validation.html import HtmlOptions, HtmlValidator
         ("b.html#frag", "http://example.com/a/b.html"),
         ("../x/./y.html", "http://example.com/x/y.html"),
         ("//Example.COM:80/", "http://example.com/"),
-        ("https://example.com:443/p?q=1 2", "https://example.com/p?q=1%202"),
+        ("https://example.com:443/p?q=1 2", "https://example.com/p?q=1+2"),  # w3lib: form spaces
         ("/caf\u00e9 menu.html", "http://example.com/caf%C3%A9%20menu.html"),
         ("/a%20b.html", "http://example.com/a%20b.html"),
         (" \n/spaced.html\t", "http://example.com/spaced.html"),
@@ -43,15 +43,16 @@ def test_normalize_url(href: str, expected: str | None) -> None:
 
 
 def test_page_keys_are_stable_and_end_in_html() -> None:
-    assert page_key("http://example.com/") == "example.com/index.html"
-    assert page_key("http://example.com/news/") == "example.com/news/index.html"
-    assert page_key("http://example.com/news/story") == "example.com/news/story.html"
-    assert page_key("http://example.com/a.htm") == "example.com/a.htm"
+    assert page_key("https://example.com/") == "example.com/index.html"
+    assert page_key("https://example.com/news/") == "example.com/news/index.html"
+    assert page_key("https://example.com/news/story") == "example.com/news/story~.html"
+    assert page_key("https://example.com/a.htm") == "example.com/a.htm"
+    assert page_key("http://example.com/a.htm") == "example.com_80/a.htm"
     listed = page_key("http://example.com:8080/list.html?page=2")
-    assert listed.startswith("example.com_8080/list~") and listed.endswith(".html")
+    assert listed.startswith("example.com_8080/list.html~") and listed.endswith(".html")
     assert listed == page_key("http://example.com:8080/list.html?page=2")
     assert listed != page_key("http://example.com:8080/list.html?page=3")
-    assert asset_key("http://example.com/logo.png") == "example.com/logo.png"
+    assert asset_key("https://example.com/logo.png") == "example.com/logo.png"
 
 
 def test_scope_domains_patterns_and_extensions() -> None:

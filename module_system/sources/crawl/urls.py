@@ -1,5 +1,21 @@
-"""URL rules of the crawl: normalisation (so each page is fetched once), scope (schemes,
-allowed domains, include/exclude patterns) and the landing key of a page."""
+"""URL rules of the crawl: the canonical form of a URL (so each page is fetched once), scope
+(schemes, allowed domains, include/exclude patterns) and the landing key of a URL.
+
+Canonical form: ``w3lib.url.canonicalize_url`` (the one Scrapy uses: percent-encoding
+upper-cased and only where needed, so ``%7E`` is ``~``; IDNA host names; dot segments
+resolved; query arguments sorted by name then value, spaces as ``+``) plus what it leaves
+out: only http(s), no fragment, no user info (credentials in a link are never sent or
+logged), no default port, no trailing dot in the host name.
+
+Query order: sorted, as Scrapy does when it deduplicates, so ``?b=2&a=1`` and ``?a=1&b=2``
+are one page, fetched once, under one key. The sorted form is also what is requested;
+``?a`` is sent as ``?a=`` and only ``&`` separates arguments (a ``;`` is percent-encoded).
+A site whose answers depend on argument order is rare; one that does is crawled by its
+sorted URLs.
+
+Landing keys are one-to-one: two different canonical URLs never share a key (see
+:func:`page_key`), and a key never starts with ``/`` nor has a ``.`` or ``..`` segment.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +23,62 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from w3lib.url import canonicalize_url
 
 FOLLOWED_SCHEMES = frozenset({"http", "https"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 HTML_SUFFIXES = (".html", ".htm")
+INDEX = "index.html"
+RECORDS_SUFFIX = ".records.jsonl"  # a page's extracted records land at its key + this
+MARK = "~"  # starts every part of a key that is not the URL's own text; escaped in paths
 _STRIPPED = re.compile(r"[\t\n\r]")  # browsers drop these anywhere in a URL
-_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
-_QUERY_SAFE = _PATH_SAFE + "?"
+_HOST_UNSAFE = re.compile(r"[^a-z0-9.\-]+")
+HASH_DIGITS = 16  # of a query's SHA-256: a collision needs ~2**32 queries on one path
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
-    """The absolute, fragment-free canonical form of ``url`` (resolved against ``base``),
-    or None for anything that is not a well-formed http(s) URL (``mailto:``,
-    ``javascript:``, ``data:``, ``file:`` ...).
+    """The canonical form of ``url`` (resolved against ``base``), or None for anything that
+    is not a well-formed http(s) URL (``mailto:``, ``javascript:``, ``data:``, ``file:`` ...).
 
-    >>> normalize_url("../b/./c.html?x=1#top", "HTTP://Example.COM:80/a/d/")
-    'http://example.com/a/b/c.html?x=1'
+    >>> normalize_url("../b/./c.html?y=2&x=1#top", "HTTP://user@Example.COM.:80/a/d/")
+    'http://example.com/a/b/c.html?x=1&y=2'
     """
     url = _STRIPPED.sub("", url).strip()
     try:
-        parts = urlsplit(urljoin(base, url) if base else url)
-        port = parts.port
-    except ValueError:
+        absolute = urljoin(base, url) if base else url
+        if urlsplit(absolute).scheme.lower() not in FOLLOWED_SCHEMES:
+            return None
+        canonical = _cleaned(canonicalize_url(_cleaned(absolute)))
+    except (ValueError, UnicodeError):
         return None
-    scheme = parts.scheme.lower()
-    host = parts.hostname
-    if scheme not in FOLLOWED_SCHEMES or not host:
-        return None
-    host = f"[{host}]" if ":" in host else host
+    return canonical if urlsplit(canonical).hostname else None
+
+
+def _cleaned(url: str) -> str:
+    """``url`` without what w3lib keeps: fragment, user info, default port, trailing dots
+    in the host name, dot segments (recent w3lib removes them too; older releases do not).
+    Applied before w3lib too, so its IDNA step never sees a trailing dot."""
+    parts = urlsplit(url)
+    scheme, port = parts.scheme.lower(), parts.port
+    host = _host(parts.netloc)
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = quote(_remove_dot_segments(parts.path or "/"), safe=_PATH_SAFE)
-    query = quote(parts.query, safe=_QUERY_SAFE)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    path = _remove_dot_segments(parts.path or "/")
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def _host(netloc: str) -> str:
+    """The host of a netloc without user info, port or trailing dots (``example.com.``
+    is ``example.com``); IPv6 addresses keep their brackets."""
+    host_port = netloc.rpartition("@")[2]
+    if host_port.startswith("["):
+        return host_port[: host_port.find("]") + 1]
+    return host_port.partition(":")[0].rstrip(".")
 
 
 def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 dot-segment removal (recent w3lib does it too; older releases do not)."""
     output: list[str] = []
     for segment in path.split("/")[1:]:
         if segment == "..":
@@ -62,37 +98,88 @@ def origin(url: str) -> str:
 
 
 def page_key(url: str) -> str:
-    """The landing key of an HTML page: ``{host}/{path}``, always ending in ``.html`` or
-    ``.htm`` so the HTML validator recognises it; ``/`` becomes ``index.html`` and a
-    query string a short stable hash (``list~bc7c7eb0ad.html`` for ``list?page=2``).
+    """The landing key of the HTML page at the canonical ``url``: ``{host}/{path}``, always
+    ending in ``.html`` or ``.htm`` so the HTML validator recognises it.
 
-    >>> page_key("http://example.com:8080/news/?page=2")
-    'example.com_8080/news/index~bc7c7eb0ad.html'
+    The key is the URL's own text where it can be, marked with ``~`` where it cannot
+    (a literal ``~`` in a path is written ``%7E``, which canonical URLs never contain):
+
+    - ``/a/b.html`` → ``a/b.html`` and ``/d/`` → ``d/index.html``;
+    - a name without ``.html``/``.htm``: ``/news/story`` → ``news/story~.html``, and the
+      literal ``/d/index.html`` → ``d/index.html~.html`` (``d/index.html`` is ``/d/``'s);
+    - a query: ``~`` and 16 hex digits of its SHA-256 (``/list?page=2`` →
+      ``list~<hash>.html``, ``/d/?page=2`` → ``d/~<hash>.html``).
+
+    ``{host}`` is the host name for https on port 443, ``{host}_{port}`` for http (port 80
+    included) and ``{host}_{port}_https`` for https on another port.
+
+    >>> page_key("https://example.com/news/")
+    'example.com/news/index.html'
+    >>> page_key("http://example.com:8080/news/story")
+    'example.com_8080/news/story~.html'
     """
-    parts = urlsplit(url)
-    directory, _, name = parts.path.rpartition("/")
-    stem, suffix = name or "index", ".html"
-    for known in HTML_SUFFIXES:
-        if stem.lower().endswith(known) and len(stem) > len(known):
-            stem, suffix = stem[: -len(known)], stem[-len(known) :]
-    if parts.query:
-        stem += "~" + _short_hash(parts.query)
-    return f"{_host_folder(parts.netloc)}{directory}/{stem}{suffix}"
+    return _key(url, page=True)
 
 
 def asset_key(url: str) -> str:
-    """The manifest key of a response that is not landed (not HTML, too large, gone)."""
+    """The manifest key of a response that is not landed (not HTML, too large, gone):
+    like :func:`page_key` but without an invented ``.html`` (``/logo.png`` is
+    ``logo.png``). No asset key equals the page key of another URL."""
+    return _key(url, page=False)
+
+
+def records_key(url: str) -> str:
+    """Where the records extracted from the page at ``url`` land."""
+    return page_key(url) + RECORDS_SUFFIX
+
+
+def _key(url: str, page: bool) -> str:
     parts = urlsplit(url)
-    tail = parts.path + ("~" + _short_hash(parts.query) if parts.query else "")
-    return _host_folder(parts.netloc) + tail
+    directory, _, name = parts.path.rpartition("/")
+    folder = _host_folder(parts.scheme, _host(parts.netloc), parts.port)
+    return f"{folder}{_escape(directory)}/{_name(name, parts.query, page)}"
 
 
-def _host_folder(netloc: str) -> str:
-    return netloc.replace(":", "_").replace("[", "").replace("]", "")
+def _name(name: str, query: str, page: bool) -> str:
+    """Each (name, query) pair gets its own last segment, for pages and assets alike:
+    the text before the first ``~`` is the escaped name, the text after it tells a query
+    (hex digits) from an invented suffix (``.html`` or nothing)."""
+    if query:
+        return f"{_escape(name)}{MARK}{_short_hash(query)}" + (".html" if page else "")
+    if not name:
+        return INDEX
+    if name == INDEX:
+        return f"{INDEX}{MARK}.html"
+    if page and not name.lower().endswith(HTML_SUFFIXES):
+        return f"{_escape(name)}{MARK}.html"
+    if not page and name.endswith(RECORDS_SUFFIX):  # a page's records have this key
+        return f"{_escape(name)}{MARK}"
+    return _escape(name)
+
+
+def _escape(path: str) -> str:
+    return path.replace(MARK, "%7E")
+
+
+def _host_folder(scheme: str, host: str, port: int | None) -> str:
+    """One folder per origin; the host's characters other than ``a-z0-9.-`` (``_``, IPv6
+    brackets and colons) are percent-encoded so ``_`` only separates the port."""
+    name = _HOST_UNSAFE.sub(lambda m: "".join(f"%{b:02X}" for b in m[0].encode()), host)
+    if scheme == "https" and port in (None, DEFAULT_PORTS["https"]):
+        return name
+    suffix = "" if scheme == "http" else f"_{scheme}"
+    return f"{name}_{DEFAULT_PORTS.get(scheme) if port is None else port}{suffix}"
 
 
 def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
+
+
+def canonical_domain(domain: str) -> str:
+    """An ``allowed_domains`` entry as canonical URLs spell hosts (IDNA, lower case)."""
+    bare = domain.strip().strip(".").lower()
+    canonical = normalize_url(f"http://{bare}/") if bare else None
+    return urlsplit(canonical).hostname or bare if canonical else bare
 
 
 @dataclass(frozen=True)
@@ -115,7 +202,7 @@ class Scope:
         skip_extensions: Iterable[str] = (),
     ) -> Scope:
         return cls(
-            tuple(d.lower().lstrip(".") for d in domains),
+            tuple(canonical_domain(d) for d in domains),
             tuple(re.compile(p) for p in include),
             tuple(re.compile(p) for p in exclude),
             tuple("." + e.lower().lstrip(".") for e in skip_extensions),
