@@ -121,17 +121,23 @@ def test_extractor_fields() -> None:
         Extractor("article", {"t": "h1[[::text"})
 
 
+def _frontier_with_rules(max_pages: int, robots: str = "") -> Frontier:
+    """A frontier whose origin http://h has its robots.txt rules, holding http://h/a."""
+    frontier = Frontier(per_host=2, delay=0.0, max_pages=max_pages)
+    assert frontier.add("http://h/a", 0)
+    task = frontier.next()
+    assert task is not None and task.request is None  # robots.txt first
+    frontier.robots_loaded("http://h", RobotsRules("bot", Protego.parse(robots)))
+    frontier.done(task)
+    return frontier
+
+
 def test_frontier_dedupes_honours_robots_and_budget() -> None:
-    frontier = Frontier(per_host=2, delay=0.0, max_pages=2)
-    assert frontier.add("http://h/a", 0) and not frontier.add("http://h/a", 1)
-    frontier.add("http://h/private/b", 1)
-    frontier.add("http://h/c", 1)
-    frontier.add("http://h/d", 1)
-    robots = frontier.next()
-    assert robots is not None and robots.request is None  # robots.txt first
-    parser = Protego.parse("User-agent: *\nDisallow: /private/\n")
-    frontier.robots_loaded("http://h", RobotsRules("bot", parser))
-    frontier.done(robots)
+    frontier = _frontier_with_rules(2, "User-agent: *\nDisallow: /private/\n")
+    assert not frontier.add("http://h/a", 1)  # queued already
+    assert not frontier.add("http://h/private/b", 1)  # disallowed: costs no budget
+    assert frontier.add("http://h/c", 1)
+    assert not frontier.add("http://h/d", 1)  # a + c: the budget is spent
     first, second = frontier.next(), frontier.next()
     assert first and second and [first.request, second.request] != [None, None]
     assert {t.request.url for t in (first, second) if t.request} == {"http://h/a", "http://h/c"}
@@ -139,6 +145,33 @@ def test_frontier_dedupes_honours_robots_and_budget() -> None:
     frontier.done(second)
     assert frontier.next() is None  # budget spent: the rest is dropped
     assert (frontier.dispatched, frontier.disallowed, frontier.dropped) == (2, 1, 1)
+
+
+def test_frontier_holds_no_more_than_max_pages() -> None:
+    frontier = _frontier_with_rules(5)
+    queued = [frontier.add(f"http://h/p{n}", 1) for n in range(10_000)]
+    assert sum(queued) == 4  # with /a: five pages known, none beyond
+    assert frontier.queued == 5 and len(frontier._seen) == 5
+    assert frontier.dropped == 9_996
+    claimed = frontier.next()
+    assert claimed is not None and claimed.request is not None
+    assert frontier.dispatched + frontier.queued == 5
+    assert not frontier.add("http://h/later", 2)  # handing a page out frees no room
+
+
+def test_frontier_gives_back_the_room_of_urls_robots_txt_disallows() -> None:
+    frontier = Frontier(per_host=2, delay=0.0, max_pages=2)
+    assert frontier.add("http://h/private/a", 0) and frontier.add("http://h/b", 0)
+    assert not frontier.add("http://h/c", 0)  # rules unknown yet: both count
+    robots = frontier.next()
+    assert robots is not None and robots.request is None
+    parser = Protego.parse("User-agent: *\nDisallow: /private/\n")
+    frontier.robots_loaded("http://h", RobotsRules("bot", parser))
+    frontier.done(robots)
+    assert (frontier.queued, frontier.disallowed) == (1, 1)
+    assert frontier.add("http://h/c", 1)  # the disallowed URL's place is free again
+    handed = [frontier.next(), frontier.next()]
+    assert {t.request.url for t in handed if t and t.request} == {"http://h/b", "http://h/c"}
 
 
 def test_html_validator(tmp_path: Path) -> None:

@@ -3,8 +3,12 @@
 Workers call :meth:`Frontier.next` and get a :class:`Task`: the first task of an origin
 loads its robots.txt, and no page of that origin is handed out before the rules (and the
 ``Crawl-delay``) are known. After that a page is handed out when its origin has fewer than
-``per_host`` requests in flight and its delay since the last start has passed. Pages
-robots.txt disallows are dropped here, before they count against ``max_pages``.
+``per_host`` requests in flight and its delay since the last start has passed.
+
+Memory is bounded by ``max_pages``: URLs handed out plus URLs queued never exceed it, and
+a link found once the budget is full is not queued (nor remembered). URLs robots.txt
+disallows are refused when their origin's rules are known, and taken out of the queue
+(giving their place back) when the rules arrive, so they never count against the budget.
 """
 
 from __future__ import annotations
@@ -47,22 +51,34 @@ class Frontier:
 
     def __init__(self, per_host: int, delay: float, max_pages: int) -> None:
         self.per_host, self.delay, self.max_pages = per_host, delay, max_pages
-        self.dispatched = 0  # pages handed out, the count max_pages limits
-        self.disallowed = 0  # pages robots.txt kept us from
-        self.dropped = 0  # pages left unfetched when the budget ran out
+        self.dispatched = 0  # pages handed out
+        self.queued = 0  # pages waiting; dispatched + queued <= max_pages
+        self.disallowed = 0  # links robots.txt kept us from (each time one is found)
+        self.dropped = 0  # links not queued because the budget was full (each time found)
         self._origins: dict[str, _Origin] = {}
-        self._seen: set[str] = set()
+        self._seen: set[str] = set()  # queued, handed out or claimed: at most ~max_pages
         self._in_flight = 0
         self._stopped = False
         self._cond = threading.Condition()
 
     def add(self, url: str, depth: int) -> bool:
-        """Queue ``url`` unless it was queued or claimed before."""
+        """Queue ``url`` unless it was queued or claimed before, robots.txt disallows it
+        or the page budget is spent."""
         with self._cond:
             if self._stopped or url in self._seen:
                 return False
+            host = self._origins.get(origin_of(url))
+            if host is not None and host.rules is not None and not host.rules.allowed(url):
+                self.disallowed += 1
+                return False
+            if self.dispatched + self.queued >= self.max_pages:
+                self.dropped += 1
+                return False
             self._seen.add(url)
-            self._origins.setdefault(origin_of(url), _Origin()).pending.append(Request(url, depth))
+            if host is None:
+                host = self._origins[origin_of(url)] = _Origin()
+            host.pending.append(Request(url, depth))
+            self.queued += 1
             self._cond.notify()
             return True
 
@@ -110,30 +126,21 @@ class Frontier:
         return None, soonest
 
     def _next_request(self, host: _Origin) -> Request | None:
-        assert host.rules is not None
-        while host.pending:
-            request = host.pending.popleft()
-            if not host.rules.allowed(request.url):
-                self.disallowed += 1
-                continue
-            if self.dispatched >= self.max_pages:
-                host.pending.appendleft(request)
-                self._drop_pending()
-                return None
-            self.dispatched += 1
-            return request
-        return None
-
-    def _drop_pending(self) -> None:
-        for host in self._origins.values():
-            self.dropped += len(host.pending)
-            host.pending.clear()
+        if not host.pending:
+            return None
+        self.queued -= 1
+        self.dispatched += 1
+        return host.pending.popleft()
 
     def robots_loaded(self, origin: str, rules: RobotsRules) -> None:
         with self._cond:
             host = self._origins[origin]
             host.rules, host.loading = rules, False
             host.delay = max(self.delay, rules.crawl_delay())
+            allowed = deque(r for r in host.pending if rules.allowed(r.url))
+            refused = len(host.pending) - len(allowed)
+            host.pending, self.queued = allowed, self.queued - refused
+            self.disallowed += refused
 
     def done(self, task: Task) -> None:
         """The task is finished and the links it found are queued."""
