@@ -11,13 +11,13 @@ from protego import Protego
 from selectolax.lexbor import LexborHTMLParser
 
 from module_system.errors import ConfigError
-from module_system.sources.crawl.encoding import decode_html, detect_encoding
 from module_system.sources.crawl.extract import Extractor
 from module_system.sources.crawl.frontier import Frontier
 from module_system.sources.crawl.page import parse_page
 from module_system.sources.crawl.robots import RobotsRules, agent_token
 from module_system.sources.crawl.urls import Scope, asset_key, normalize_url, page_key
 from module_system.sources.http.client import retry_after_seconds
+from module_system.text_encoding import decode_html, detect_encoding
 from module_system.validation.html import HtmlOptions, HtmlValidator
 
 

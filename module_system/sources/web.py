@@ -7,8 +7,9 @@ already in memory; :meth:`WebSource.fetch` writes it out. Responses that are not
 (not HTML, too large, ``noindex``, duplicates) are yielded with a ``skip_reason`` so the
 manifest still lists them; 4xx responses are reported as vanished, not retried.
 
-Keys: ``{host}/{path}`` with ``index.html`` for ``/`` and a hash for query strings,
-landing under ``data/web/{service_id}/scraped/``; records beside each page as
+Keys: ``{host}/{path}`` of the page's canonical URL, one-to-one (see
+:func:`~module_system.sources.crawl.urls.page_key`), landing under
+``data/web/{service_id}/scraped/``; records beside each page as
 ``{page key}.records.jsonl``.
 """
 
@@ -18,10 +19,11 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from module_system import __name__ as _package
+from module_system._version import __version__
 from module_system.config.models import StrictModel
 from module_system.errors import ConfigError, TerminalError
 from module_system.sources.base import RemoteItem, Source, SourceContext
@@ -31,10 +33,9 @@ from module_system.sources.crawl.fetcher import Fetcher
 from module_system.sources.crawl.frontier import Request
 from module_system.sources.crawl.history import CrawlHistory
 from module_system.sources.crawl.render import JsRenderer
-from module_system.sources.crawl.urls import Scope, normalize_url
+from module_system.sources.crawl.urls import RECORDS_SUFFIX, Scope, normalize_url
 from module_system.sources.http.egress import EgressPolicy, OriginList
 
-RECORDS_SUFFIX = ".records.jsonl"
 # Links to these are not followed (Scrapy's LinkExtractor list): they are never HTML.
 _SKIPPED = (
     "7z 7zip bz2 rar tar tar.gz xz zip mng pct bmp gif jpg jpeg png pst psp tif tiff ai drw "
@@ -44,7 +45,7 @@ _SKIPPED = (
     "hta bat cpl msi msp py"
 )
 SKIPPED_EXTENSIONS = _SKIPPED.split()
-DEFAULT_USER_AGENT = f"{_package.replace('_', '-')}/0.1 (+https://github.com/module-system)"
+DEFAULT_USER_AGENT = f"module-system/{__version__} (+https://github.com/module-system)"
 
 
 class WebSourceConfig(StrictModel):
@@ -106,8 +107,6 @@ class WebSourceConfig(StrictModel):
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).hostname or ""
 
 
@@ -176,10 +175,7 @@ class WebSource(Source):
             self.crawler.history.save(self.context.cursors)
 
     def close(self) -> None:
-        self.crawler.stop()
-        self.crawler.fetcher.close()
-        if self.crawler.renderer is not None:
-            self.crawler.renderer.close()
+        self.crawler.close()
 
 
 def _renderer(config: WebSourceConfig, policy: EgressPolicy) -> JsRenderer | None:

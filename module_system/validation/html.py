@@ -20,7 +20,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from selectolax.lexbor import LexborHTMLParser
 
-from module_system.sources.crawl.encoding import decode_html
+from module_system.text_encoding import decode_html
 from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
 
 INVISIBLE_TAGS = ["script", "style", "noscript", "template"]

@@ -26,7 +26,6 @@ import orjson
 
 from module_system.errors import ItemVanished, ModuleSystemError, TerminalError
 from module_system.retry import Retrier
-from module_system.sources.crawl.encoding import charset_from_content_type, decode_html
 from module_system.sources.crawl.extract import Extractor
 from module_system.sources.crawl.fetcher import Fetcher, Response
 from module_system.sources.crawl.frontier import Frontier, Request, Task
@@ -37,6 +36,7 @@ from module_system.sources.crawl.robots import RobotsRules, agent_token, load_ro
 from module_system.sources.crawl.sitemaps import sitemap_urls
 from module_system.sources.crawl.urls import Scope, asset_key, normalize_url, origin, page_key
 from module_system.sources.http.egress import EgressPolicy, EgressRefused
+from module_system.text_encoding import charset_from_content_type, decode_html
 
 log = logging.getLogger(__name__)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
