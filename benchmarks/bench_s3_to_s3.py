@@ -91,14 +91,20 @@ def seed_large(s3: Any, large_mb: int, tmp: Path) -> int:
 
 
 def ours(
-    server: MotoServer, prefix: str, dest_bucket: str, tmp: Path, env: dict[str, str]
+    server: MotoServer,
+    prefix: str,
+    dest_bucket: str,
+    tmp: Path,
+    env: dict[str, str],
+    copy: bool = True,
 ) -> Measure:
     import yaml
 
     schema = tmp / "schema.json"
     schema.write_text(json.dumps(SCHEMA))
     registry = {
-        "landing": {"bucket": dest_bucket, "endpoint_url": server.url},
+        "landing": {"bucket": dest_bucket, "endpoint_url": server.url,
+                    "server_side_copy": copy},
         "services": {"bench": {
             "type": "s3",
             "source": {"bucket": "bench-src", "prefix": prefix, "endpoint_url": server.url,
@@ -111,7 +117,7 @@ def ours(
     (tmp / "jobs.json").write_text(
         json.dumps({"jobs": [{"job_id": "bench", "service_id": "bench"}]})
     )
-    state = tmp / f"state-{prefix.strip('/')}.db"
+    state = tmp / f"state-{prefix.strip('/')}-{copy}.db"
     command = [sys.executable, "-m", "module_system", "run", "--batch-file", str(tmp / "jobs.json"),
                "--registry", str(tmp / "registry.yaml"), "--state-url", f"sqlite:///{state}",
                "--monitor-duration", "0", "--log-dir", str(tmp / "logs")]  # fmt: skip
@@ -119,7 +125,7 @@ def ours(
 
 
 def rclone(
-    server: MotoServer, prefix: str, dest_bucket: str, env: dict[str, str]
+    server: MotoServer, prefix: str, dest_bucket: str, env: dict[str, str], copy: bool = True
 ) -> Measure | None:
     binary = shutil.which("rclone")
     if not binary:
@@ -127,28 +133,30 @@ def rclone(
     remote = (f":s3,provider=Other,endpoint='{server.url}',"
               f"access_key_id={DEMO_CREDENTIALS['AWS_ACCESS_KEY_ID']},"
               f"secret_access_key={DEMO_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}:")  # fmt: skip
-    # --disable Copy: no server-side copy, so rclone moves the bytes through the client as we do.
-    source, target = f"{remote}bench-src/{prefix}", f"{remote}{dest_bucket}/rclone/{prefix}"
+    # By default rclone copies server-side between buckets of one endpoint; with
+    # --disable Copy it moves the bytes through the client.
+    source = f"{remote}bench-src/{prefix}"
+    target = f"{remote}{dest_bucket}/rclone-{copy}/{prefix}"
     command = [binary, "copy", source, target, "--transfers", "16", "--checkers", "16",
-               "--disable", "Copy", "--config", "/dev/null"]  # fmt: skip
+               "--config", "/dev/null", *([] if copy else ["--disable", "Copy"])]  # fmt: skip
     # rclone's S3 client rejects a custom CA bundle on plain-HTTP endpoints; none is needed.
     env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
     return run_child(command, env)
 
 
-def report(name: str, files: int, nbytes: int, ours_m: Measure, rclone_m: Measure | None) -> None:
+def report(name: str, files: int, nbytes: int, rows: dict[str, Measure | None]) -> None:
+    """One line per contender; ratios are wall time against rclone's default."""
     mb = nbytes / 1024 / 1024
     print(f"\n== {name}: {files} file(s), {mb:.1f} MB")
-    print(f"module-system: {ours_m.wall:7.2f} s  {files / ours_m.wall:8.1f} files/s  "
-          f"{mb / ours_m.wall:7.1f} MB/s  CPU {1000 * ours_m.cpu / files:8.2f} ms/file  "
-          f"peak RSS {ours_m.max_rss_mb:6.0f} MB")  # fmt: skip
-    if rclone_m:
-        print(f"rclone copy:   {rclone_m.wall:7.2f} s  {files / rclone_m.wall:8.1f} files/s  "
-              f"{mb / rclone_m.wall:7.1f} MB/s  CPU {1000 * rclone_m.cpu / files:8.2f} ms/file  "
-              f"peak RSS {rclone_m.max_rss_mb:6.0f} MB")  # fmt: skip
-        print(f"ratio (ours / rclone wall time): {ours_m.wall / rclone_m.wall:.2f}")
-    else:
-        print("rclone not installed: no comparison (apt-get install rclone)")
+    baseline = rows.get("rclone copy (default)")
+    for label, m in rows.items():
+        if m is None:
+            print(f"{label:<34} not installed (apt-get install rclone)")
+            continue
+        ratio = f"  {m.wall / baseline.wall:5.2f}x rclone default" if baseline else ""
+        print(f"{label:<34}{m.wall:7.2f} s  {files / m.wall:8.1f} files/s  "
+              f"{mb / m.wall:7.1f} MB/s  CPU {1000 * m.cpu / files:8.2f} ms/file  "
+              f"peak RSS {m.max_rss_mb:6.0f} MB{ratio}")  # fmt: skip
 
 
 def main() -> None:
@@ -165,15 +173,20 @@ def main() -> None:
             s3.create_bucket(Bucket=bucket)
         print(f"seeding {args.files} small files on {server.url} ...")
         nbytes = seed_small(s3, args.files)
-        mine = ours(server, "small/", "bench-ours", tmp, env)
-        theirs = rclone(server, "small/", "bench-rclone", env)
-        report("small JSON files", args.files, nbytes, mine, theirs)
+        report("small JSON files", args.files, nbytes, contenders(server, "small/", tmp, env))
         if args.large_mb:
             print(f"seeding one {args.large_mb} MB NDJSON file ...")
             nbytes = seed_large(s3, args.large_mb, tmp)
-            mine = ours(server, "large/", "bench-ours", tmp, env)
-            theirs = rclone(server, "large/", "bench-rclone", env)
-            report("one large NDJSON file", 1, nbytes, mine, theirs)
+            report("one large NDJSON file", 1, nbytes, contenders(server, "large/", tmp, env))
+
+
+def contenders(server: MotoServer, prefix: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "module-system (server-side copy)": ours(server, prefix, "bench-ours", tmp, env),
+        "module-system (upload)": ours(server, prefix, "bench-ours", tmp, env, copy=False),
+        "rclone copy (default)": rclone(server, prefix, "bench-rclone", env),
+        "rclone copy --disable Copy": rclone(server, prefix, "bench-rclone", env, copy=False),
+    }
 
 
 if __name__ == "__main__":

@@ -59,6 +59,11 @@ class LandingConfig(S3Connection):
     prefix: str = ""
     multipart_threshold_mb: int = Field(64, ge=5)
     multipart_chunksize_mb: int = Field(16, ge=5)
+    server_side_copy: bool = Field(
+        True,
+        description="land files from an S3 source on the same endpoint by server-side copy "
+        "of the validated version (falls back to an upload when refused)",
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @field_validator("prefix")

@@ -86,7 +86,7 @@ class S3Lander:
     def same_endpoint(self, endpoint_url: str | None, region: str | None) -> bool:
         """Whether objects at ``endpoint_url`` can be copied into the landing bucket by the
         server itself (rclone's default between buckets of one endpoint)."""
-        if self._copy_refused:
+        if self._copy_refused or not self.landing.server_side_copy:
             return False
         mine = (self.landing.endpoint_url or "").rstrip("/")
         if mine != (endpoint_url or "").rstrip("/"):
