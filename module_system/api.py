@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from module_system.config import BatchFile, Registry, load_batch, load_registry
+from module_system.config.remote import local_copies
 from module_system.errors import ConfigError
 from module_system.orchestrator.batch import run_batch
 from module_system.orchestrator.executor import JobExecutor
@@ -37,9 +38,12 @@ def find_registry(path: str | os.PathLike[str] | None = None) -> Path:
 def check(
     registry_path: str | os.PathLike[str] | None, batch_path: str | os.PathLike[str] | None = None
 ) -> tuple[Registry, BatchFile | None]:
-    """Load and check the registry and (optionally) a batch file; raise ConfigError."""
-    registry = load_registry(find_registry(registry_path))
-    batch = load_batch(batch_path, registry) if batch_path else None
+    """Load and check the registry and (optionally) a batch file; raise ConfigError.
+    Either may be ``s3://bucket/key`` or an ``https://`` URL, fetched afresh each time."""
+    registry_ref = registry_path or os.environ.get(REGISTRY_ENV)
+    with local_copies(registry_ref, batch_path) as (registry_file, batch_file):
+        registry = load_registry(find_registry(registry_file))
+        batch = load_batch(batch_file, registry) if batch_file else None
     return registry, batch
 
 
