@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from module_system.config import load_batch, load_registry
@@ -175,6 +175,25 @@ def build_app(state: ApiState) -> Any:
     async def token(request: Request) -> Response:
         return await _issue_token(state, request)
 
+    def handoff(request: Request) -> Response:  # next_url / Link to the URL in ``to``
+        to = request.query_params.get("to")
+        response = JSONResponse({"items": state.records[:2], "next": to})
+        if to:
+            response.headers["Link"] = f'<{to}>; rel="next"'
+        if request.query_params.get("cookie"):
+            response.set_cookie("session", request.query_params["cookie"], domain="api.test")
+        return response
+
+    def redirect(request: Request) -> Response:
+        status = _int(request, "status", 302)
+        return Response(status_code=status, headers={"Location": request.query_params["to"]})
+
+    def big(request: Request) -> Response:  # ``bytes`` of JSON, declared or chunked
+        body = b'{"items": [], "pad": "' + b"x" * _int(request, "bytes", 0) + b'"}'
+        if request.query_params.get("chunked"):
+            return StreamingResponse(iter([body]), media_type="application/json")
+        return Response(body, media_type="application/json")
+
     routes = [
         Route("/pages", pages), Route("/clamped", clamped), Route("/offset", offset),
         Route("/cursor", cursor), Route("/cursor-loop", cursor_loop), Route("/next", next_url),
@@ -184,6 +203,8 @@ def build_app(state: ApiState) -> Any:
         Route("/secure/{method}", secure, methods=["GET", "POST"]),
         Route("/oauth/token", token, methods=["POST"]),
         Route("/echo", echo, methods=["POST"]),
+        Route("/handoff", handoff), Route("/redirect", redirect, methods=["GET", "POST"]),
+        Route("/big", big),
     ]  # fmt: skip
     app = Starlette(routes=routes)
 
@@ -238,11 +259,10 @@ async def _issue_token(state: ApiState, request: Request) -> Response:
 class ApiServer:
     """uvicorn serving :func:`build_app` in a daemon thread on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.state = ApiState()
-        config = uvicorn.Config(
-            build_app(self.state), host="127.0.0.1", port=0, log_level="warning"
-        )
+        self.host = host
+        config = uvicorn.Config(build_app(self.state), host=host, port=0, log_level="warning")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.url = ""
@@ -255,7 +275,8 @@ class ApiServer:
                 raise RuntimeError("the test API server did not start")
             time.sleep(0.01)
         port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.url = f"http://{self.host}:{port}"
         return self
 
     def reset(self) -> None:
@@ -323,6 +344,14 @@ def run_jobs(
 @pytest.fixture(name="api", scope="module")
 def api_fixture() -> Iterator[ApiServer]:
     server = ApiServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="other_api", scope="module")
+def other_api_fixture() -> Iterator[ApiServer]:
+    """The same API on 127.0.0.2: another origin, for egress and credential tests."""
+    server = ApiServer(host="127.0.0.2").start()
     yield server
     server.stop()
 

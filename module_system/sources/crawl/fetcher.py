@@ -14,7 +14,8 @@ Cookies a site sets go back only to the origins of the start URLs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -26,7 +27,7 @@ from module_system.sources.http.client import (
     status_error,
     translate_errors,
 )
-from module_system.sources.http.egress import EgressPolicy
+from module_system.sources.http.egress import EgressPolicy, EgressRefused
 from module_system.sources.http.transport import make_client
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
@@ -79,7 +80,7 @@ class Fetcher:
         request = self.client.build_request("GET", url, headers=headers)
         if not self.policy.gets_credentials(url):
             request.headers.pop("cookie", None)
-        with translate_errors(f"GET {mask_url(url)}"):
+        with _refusals_name(url), translate_errors(f"GET {mask_url(url)}"):
             raw = self.client.send(request, stream=True)
             try:
                 _raise_for_retryable(url, raw)
@@ -114,6 +115,16 @@ class Fetcher:
 
     def close(self) -> None:
         self.client.close()
+
+
+@contextmanager
+def _refusals_name(url: str) -> Iterator[None]:
+    """An address refusal from the transport, restated with the URL it was for."""
+    try:
+        yield
+    except EgressRefused as exc:
+        shown = mask_url(url)
+        raise EgressRefused(f"GET {shown}: {exc}", shown, reason=exc.reason) from exc
 
 
 def _raise_for_retryable(url: str, raw: httpx.Response) -> None:

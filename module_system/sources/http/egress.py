@@ -71,13 +71,16 @@ def origin_of(url: str | httpx.URL) -> str:
     parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
     host = parsed.raw_host.decode("ascii").lower()
     host = f"[{host}]" if ":" in host else host
-    return f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port else "")
+    scheme, port = parsed.scheme.lower(), parsed.port
+    port = None if port == DEFAULT_PORTS.get(scheme) else port
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
 
 
 def endpoint_of(origin: str) -> tuple[str, int]:
     """The ``(host, port)`` a connection to ``origin`` goes to."""
     parsed = httpx.URL(origin)
-    return parsed.raw_host.decode("ascii").lower(), parsed.port or DEFAULT_PORTS[parsed.scheme]
+    port = parsed.port or DEFAULT_PORTS[parsed.scheme.lower()]
+    return parsed.raw_host.decode("ascii").lower(), port
 
 
 def parse_origin(text: str) -> str:
@@ -86,7 +89,7 @@ def parse_origin(text: str) -> str:
         parsed = httpx.URL(text.strip())
     except httpx.InvalidURL as exc:
         raise ValueError(f"{text!r} is not a URL: {exc}") from None
-    if parsed.scheme not in DEFAULT_PORTS or not parsed.host:
+    if parsed.scheme.lower() not in DEFAULT_PORTS or not parsed.host:
         raise ValueError(f"{text!r}: expected an origin such as https://api.example.com")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.userinfo:
         raise ValueError(f"{text!r}: an origin is scheme://host[:port], without a path")
@@ -237,4 +240,4 @@ class EgressPolicy:
         self.check_origin(url)
         parsed = httpx.URL(url)
         host = parsed.raw_host.decode("ascii")
-        self.checked_addresses(host, parsed.port or DEFAULT_PORTS.get(parsed.scheme, 443))
+        self.checked_addresses(host, parsed.port or DEFAULT_PORTS.get(parsed.scheme.lower(), 443))
