@@ -1,3 +1,5 @@
-"""HTTP building blocks of the API source, one concern per module: ``client`` (send a
-request, translate httpx errors and HTTP statuses), ``auth``, ``pagination`` and
-``ratelimit``."""
+"""The one HTTP layer of the API source and the crawl, one concern per module:
+``transport`` (the client factory: connections pinned to checked addresses), ``egress``
+(where requests and credentials may go), ``client`` (error translation, what is retried,
+Retry-After, capped bodies, the API sender), ``auth``, ``pagination``, ``incremental`` and
+``ratelimit``. See docs/security.md."""
