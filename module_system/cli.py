@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -265,6 +265,67 @@ def check(registry: str | None, batch_file: str | None) -> None:
         return
     jobs = f", {len(batch.jobs)} jobs" if batch else ""
     click.echo(f"OK: {len(loaded.services)} services{jobs}")
+
+
+@main.command()
+@click.option("--registry", help="project_registry.yaml, or an s3:// or https:// URL of it.")
+@click.option("--state-url", envvar="MODULE_SYSTEM_STATE_URL", help="State store URL.")
+@click.option(
+    "--log-dir",
+    default=str(DEFAULT_LOG_DIR),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Dashboard address.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--token",
+    envvar="MODULE_SYSTEM_DASHBOARD_TOKEN",
+    help="Dashboard token (needed to bind beyond loopback).",
+)
+@click.option("--no-dashboard", is_flag=True, help="Run the schedules only.")
+def serve(registry: str | None, state_url: str | None, log_dir: Path, host: str, port: int,
+          token: str | None, no_dashboard: bool) -> None:  # fmt: skip
+    """Run services on their `schedule:`, with the dashboard beside them.
+
+    Never two jobs of one service at once; a run missed while nothing was serving runs once
+    at start-up. Ctrl-C stops; running jobs finish first.
+
+    \b
+    Example:
+      module-system serve --registry project_registry.yaml   # http://127.0.0.1:8765/
+    """
+    from module_system.scheduler.serve import ServeOptions
+    from module_system.scheduler.serve import serve as serve_schedules
+
+    setup_logging(log_dir, console_handler=_console_handler(Console()))
+    local = None if registry and "://" in registry else registry
+    try:
+        dashboard = (
+            None if no_dashboard else _dashboard(state_url, local, log_dir, host, port, token)
+        )
+        serve_schedules(ServeOptions(registry, state_url, log_dir), dashboard)
+    except ConfigError as exc:
+        _config_error(exc)
+
+
+def _dashboard(state_url: str | None, registry: str | None, log_dir: Path, host: str, port: int,
+               token: str | None) -> Callable[[], None] | None:  # fmt: skip
+    """The dashboard's serve loop, or None (with a note) when it is not installed."""
+    try:
+        from module_system.dashboard import DashboardSettings
+        from module_system.dashboard import serve as serve_dashboard
+    except ModuleNotFoundError as exc:
+        missing = missing_extra_for(exc, "the dashboard")
+        if missing is None:
+            raise
+        logging.getLogger(__name__).warning("%s; serving the schedules only", missing)
+        return None
+    registry_path = Path(registry) if registry else None
+    settings = DashboardSettings(state_url=state_url, registry_path=registry_path,
+                                 log_dir=log_dir, host=host, port=port, token=token)  # fmt: skip
+    settings.check()  # before the schedules start: a bad token or address stops here
+    return lambda: serve_dashboard(settings)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from module_system.config.schedule import ScheduleConfig
 from module_system.observability.config_secrets import register_secrets_in
 
 
@@ -93,6 +94,7 @@ class ServiceConfig(StrictModel):
     timeout: float | None = Field(None, gt=0, description="job timeout in seconds")
     description: str = ""
     extract: ExtractConfig | None = None  # structured records from pages (web sources)
+    schedule: ScheduleConfig | None = None  # when `module-system serve` runs it
 
 
 class Registry(StrictModel):
