@@ -31,6 +31,12 @@ PARTS_IN_FLIGHT = 4
 READ_SIZE = 1024 * 1024
 
 
+class _PartShort(WriterFailed):
+    def __init__(self, message: str, missing: int) -> None:
+        super().__init__(message)
+        self.missing = missing  # bytes of the part that never came
+
+
 class FileSlice(io.RawIOBase):
     """``length`` bytes of a file from ``offset``: a seekable upload body read lazily."""
 
@@ -87,29 +93,55 @@ class StreamingUpload:
         self.upload_id: str | None = None
         self._parts: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.error: BaseException | None = None  # the first failure of the upload
 
-    def feed(self, path: Path, progress: WriteProgress) -> None:
-        """Upload every part as the download writes it (run in a side thread)."""
-        bucket = self.lander.landing.bucket
-        with translate_errors(self.lander.landing, bucket, self.key):
-            created = self.lander.client.create_multipart_upload(
-                Bucket=bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self.extra
-            )
-        self.upload_id = created["UploadId"]
+    def feed(self, path: Path, progress: WriteProgress) -> FileDigest:
+        """Upload every part as the download writes it (run in a side thread), and return
+        the file's digest: each part is read and hashed once, for its own checksum and the
+        whole file's. A failed part stops the sending, not the hashing; :meth:`complete`
+        then raises and the file is uploaded the plain way."""
+        whole = hashlib.sha256()
+        part_digests: list[bytes] = []
         slots = threading.Semaphore(PARTS_IN_FLIGHT)
+        futures: list[Future[None]] = []
         with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="part") as pool:
-            futures: list[Future[None]] = []
             for number, offset in enumerate(range(0, self.size, self.part_size), start=1):
                 length = min(self.part_size, self.size - offset)
-                checksum = _wait_and_hash(path, offset, length, progress)
+                try:
+                    part = _wait_and_hash(path, offset, length, progress, whole)
+                except _PartShort as exc:  # short or failed download: the caller sees
+                    self.error = exc  # the size differs and checks the file afterwards
+                    hashed = offset + length - exc.missing
+                    return FileDigest(
+                        whole.hexdigest(), hashed, self.part_size, tuple(part_digests)
+                    )
+                part_digests.append(part)
+                if number == 1:
+                    self._start()
+                if self.error is None and any(f.done() and f.exception() for f in futures):
+                    self.error = next(f.exception() for f in futures if f.done() and f.exception())
+                if self.error is not None:
+                    continue  # keep hashing: the digest is still needed
                 slots.acquire()
-                if any(f.done() and f.exception() for f in futures):
-                    break  # a part failed: stop sending; result() below raises it
+                checksum = base64.b64encode(part).decode()
                 future = pool.submit(self._send, path, number, offset, length, checksum)
                 future.add_done_callback(lambda _: slots.release())
                 futures.append(future)
             for future in futures:
-                future.result()
+                if future.exception() is not None and self.error is None:
+                    self.error = future.exception()
+        return FileDigest(whole.hexdigest(), self.size, self.part_size, tuple(part_digests))
+
+    def _start(self) -> None:
+        bucket = self.lander.landing.bucket
+        try:
+            with translate_errors(self.lander.landing, bucket, self.key):
+                created = self.lander.client.create_multipart_upload(
+                    Bucket=bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self.extra
+                )
+            self.upload_id = created["UploadId"]
+        except ModuleSystemError as exc:
+            self.error = exc
 
     def _send(self, path: Path, number: int, offset: int, length: int, checksum: str) -> None:
         bucket = self.lander.landing.bucket
@@ -128,6 +160,8 @@ class StreamingUpload:
     def complete(self, digest: FileDigest) -> None:
         """Make the object visible, then check S3's checksum of it against ours."""
         bucket = self.lander.landing.bucket
+        if self.error is not None:
+            raise self.error
         parts = [self._parts[n] for n in sorted(self._parts)]
         if len(parts) != -(-self.size // self.part_size):
             raise TerminalError(f"s3://{bucket}/{self.key}: only {len(parts)} parts were sent")
@@ -158,21 +192,25 @@ class StreamingUpload:
         self.upload_id = None
 
 
-def _wait_and_hash(path: Path, offset: int, length: int, progress: WriteProgress) -> str:
-    """Wait until the download has written the part, then return its base64 SHA-256."""
+def _wait_and_hash(
+    path: Path, offset: int, length: int, progress: WriteProgress, whole: Any
+) -> bytes:
+    """Wait until the download has written the part; return its SHA-256 (raw) and feed
+    the same bytes to the whole file's hash ``whole`` (parts come in order)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         fh.seek(offset)
         left = length
         while left:
             if progress.failed.is_set():
-                raise WriterFailed("the download failed; the upload stops")
+                raise _PartShort("the download failed; the upload stops", left)
             chunk = fh.read(min(READ_SIZE, left))
             if chunk:
                 digest.update(chunk)
+                whole.update(chunk)
                 left -= len(chunk)
             elif progress.done.is_set():
-                raise WriterFailed(f"the file ended {left} bytes short of its listed size")
+                raise _PartShort(f"the file ended {left} bytes short of its listed size", left)
             else:
                 progress.done.wait(0.005)
-    return base64.b64encode(digest.digest()).decode()
+    return digest.digest()

@@ -63,9 +63,12 @@ def fetch_while_checking(
     validate = functools.partial(suite.validate, path, item.key)
     try:
         with ThreadPoolExecutor(3, thread_name_prefix="check") as side:
-            digest = side.submit(_follow(path, progress, lambda: lander.digest(path, item.size)))
+            # A streamed upload hashes each part once, for the part and the whole file.
+            hashing = (lambda: stream.feed(path, progress)) if stream else (
+                lambda: lander.digest(path, item.size))  # fmt: skip
+            digest = side.submit(_follow(path, progress, hashing))
+            streamed = digest if stream else None
             verdict = side.submit(_follow(path, progress, validate)) if follows else None
-            streamed = side.submit(stream.feed, path, progress) if stream else None
             _run_writer(fetch, progress)
             # a validator that needs the whole file has it now (the upload may go on)
             checked = Checked(digest.result(), verdict.result() if verdict else validate())
@@ -92,7 +95,7 @@ def _run_writer(fetch: Callable[[], None], progress: WriteProgress) -> None:
         progress.done.set()
 
 
-def _complete(stream: StreamingUpload, streamed: Future[None], checked: Checked) -> Checked:
+def _complete(stream: StreamingUpload, streamed: Future[FileDigest], checked: Checked) -> Checked:
     assert checked.verdict is not None
     if not checked.verdict.valid:
         return checked  # aborted by the caller; the file goes to quarantine
