@@ -166,8 +166,10 @@ def test_render_js_blocks_requests_the_policy_refuses(
         egress_helpers.deny(monkeypatch, "127.0.0.3/32")  # allowed origin, refused address
         for server in (other_origin, denied):
             server.routes["/app.js"] = (200, {"Content-Type": "text/javascript"}, b"1;")
+        socket = other_origin.url.replace("http", "ws") + "/socket"
         scripts = (f'<script src="{other_origin.url}/app.js"></script>'
-                   f'<script src="{denied.url}/app.js"></script>')  # fmt: skip
+                   f'<script src="{denied.url}/app.js"></script>'
+                   f'<script>new WebSocket("{socket}")</script>')  # fmt: skip
         site.pages["/js.html"] = Page(html("<article><h1>Scripts</h1></article>", head=scripts))
         site.pages["/"].body += b'<a href="/js.html">js</a>'
         items, _ = crawl(

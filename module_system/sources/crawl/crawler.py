@@ -289,7 +289,8 @@ class Crawler:
 
     def _check_status(self, response: Response) -> None:
         if 400 <= response.status < 500:
-            raise ItemVanished(f"GET {response.url}: HTTP {response.status}")
+            reason = f"http_{response.status}"
+            raise ItemVanished(f"GET {response.url}: HTTP {response.status}", reason=reason)
         if not 200 <= response.status < 300:
             raise _Skip(f"HTTP {response.status}")
         if response.body is None:

@@ -6,7 +6,7 @@ Playwright's own download (``playwright install chromium``). Playwright's sync A
 belongs to the thread that started it, so one renderer thread owns the browser and crawl
 workers hand it URLs.
 
-Every request Chromium makes (the page, its scripts, images, XHR) is routed through the
+Every request Chromium makes (the page, its scripts, images, XHR, WebSockets) goes through the
 service's egress policy first: one to a refused origin or address is aborted, never sent.
 Chromium resolves names itself, so unlike our own client it re-resolves after the check;
 the origin rule still holds, and the crawl fetched the page itself through the pinned client.
@@ -100,6 +100,8 @@ class JsRenderer:
                 context = browser.new_context(user_agent=self.user_agent)
                 if self.policy is not None:
                     context.route("**/*", self._guard)
+                    if hasattr(context, "route_web_socket"):  # Playwright 1.48 and later
+                        context.route_web_socket("**/*", self._guard_socket)
                 self._ready.set_result(None)
                 self._serve(context, Error)
                 browser.close()
@@ -132,18 +134,28 @@ class JsRenderer:
     def _guard(self, route: Any) -> None:
         """Let a request through only when the egress policy allows its origin and address."""
         url = route.request.url
-        if url.startswith(UNROUTED_SCHEMES):
+        if url.startswith(UNROUTED_SCHEMES) or not self._refused(url):
             route.continue_()
-            return
+        else:
+            route.abort("blockedbyclient")
+
+    def _guard_socket(self, socket: Any) -> None:
+        """The same for WebSockets, judged as the http(s) URL of their handshake."""
+        url = str(socket.url)
+        if self._refused("http" + url[2:] if url.startswith("ws") else url):
+            socket.close()
+        else:
+            socket.connect_to_server()
+
+    def _refused(self, url: str) -> bool:
         assert self.policy is not None
         try:
             self.policy.check_url(url)
         except (EgressRefused, OSError, ValueError) as exc:
             self.blocked += 1
             log.info("render: blocked %s: %s", url, exc)
-            route.abort("blockedbyclient")
-            return
-        route.continue_()
+            return True
+        return False
 
     def _fail_waiting(self) -> None:
         """Fail every page still queued: no one will serve them."""
