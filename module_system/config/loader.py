@@ -7,18 +7,17 @@ Each problem names the file, the service or job, and the field, e.g.::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from module_system.config.interpolate import MissingVariable, interpolate
 from module_system.config.models import BatchFile, LandingConfig, Registry, ServiceConfig
+from module_system.config.reading import parse_json, parse_yaml, read_text
 from module_system.errors import ConfigError
 from module_system.plugins import SOURCE_TYPES, VALIDATORS
 
@@ -34,7 +33,7 @@ def load_registry(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     problems: list[str] = []
     landing = _load_landing(path, raw.get("landing"), env, problems)
     services = _load_services(path, raw.get("services"), env, problems)
-    for key in sorted(set(raw) - {"landing", "services"}):
+    for key in sorted(str(key) for key in set(raw) - {"landing", "services"}):
         problems.append(
             f"{path}: unknown top-level key '{key}' (expected 'landing' and 'services')"
         )
@@ -46,12 +45,7 @@ def load_registry(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
 def load_batch(path: str | os.PathLike[str], registry: Registry | None = None) -> BatchFile:
     """Parse a batch file; with ``registry``, also check every ``service_id`` exists."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: batch file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    raw = parse_json(path, read_text(path, "batch file"))
     try:
         batch = BatchFile.model_validate(raw)
     except ValidationError as exc:
@@ -62,24 +56,11 @@ def load_batch(path: str | os.PathLike[str], registry: Registry | None = None) -
     return batch
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: registry file not found") from None
-    except yaml.YAMLError as exc:
-        # Only the problem and its position: PyYAML's own text quotes the offending line,
-        # which may hold a secret that is not yet known to the log redaction.
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+def _read_yaml(path: Path) -> dict[Any, Any]:
+    raw = parse_yaml(path, read_text(path, "registry file"))
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'landing' and 'services'")
     return raw
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None) or "syntax error"
-    mark = getattr(exc, "problem_mark", None)
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
 
 
 def _load_landing(
@@ -119,6 +100,10 @@ def _load_services(
             problems.extend(_format_errors(where, exc))
         except _FieldProblem as exc:
             problems.append(f"{where}: {exc}")
+        except ConfigError as exc:  # e.g. the source type's library is not installed
+            problems.extend(f"{where}: {problem}" for problem in exc.problems)
+        except Exception as exc:  # a plugin's checks failed in a way it did not foresee
+            problems.append(f"{where}: could not be checked: {type(exc).__name__}: {exc}")
     return services
 
 
