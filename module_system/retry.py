@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import TypeVar
 
 from module_system.config.models import RetryConfig
-from module_system.errors import JobCancelled, TransientError
+from module_system.errors import JobCancelled, JobTimeout, TransientError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -20,9 +21,15 @@ log = logging.getLogger(__name__)
 class Retrier:
     """Calls a function until it succeeds, fails terminally, or attempts run out."""
 
-    def __init__(self, config: RetryConfig, cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        config: RetryConfig,
+        cancel: threading.Event | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.config = config
         self.cancel = cancel or threading.Event()
+        self.deadline = deadline  # time.monotonic() of the job's timeout: no sleep past it
         self.retries: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -41,6 +48,10 @@ class Retrier:
                 if attempt == self.config.attempts:
                     raise
                 wait = self.delay(attempt, exc)
+                if self.deadline is not None and time.monotonic() + wait > self.deadline:
+                    raise JobTimeout(
+                        f"{what}: the job's deadline comes before the next retry ({exc})"
+                    ) from exc
                 with self._lock:
                     self.retries[exc.reason] += 1
                 log.warning(

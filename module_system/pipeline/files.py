@@ -21,6 +21,8 @@ from module_system.aws import CopySource
 from module_system.errors import (
     FatalError,
     ItemVanished,
+    JobCancelled,
+    JobTimeout,
     ModuleSystemError,
     TerminalError,
     TransientError,
@@ -128,6 +130,9 @@ class FileLander:
                 self._left_behind = True
                 return  # not started: not recorded, so the next run picks it up
             entry, landed = self._land(item, path, prior)
+        except (JobTimeout, JobCancelled):
+            self._left_behind = True  # a wait ended at the deadline or on Ctrl-C: the file
+            return  # is not recorded, so the next run picks it up
         except ItemVanished as exc:
             entry = self._entry(item, FileOutcome.VANISHED, error=redact(str(exc)))
             log.warning("%s", entry.error)

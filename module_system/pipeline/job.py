@@ -69,14 +69,15 @@ class JobRun:
             self.source_cls.landing_area,
         )
         self.manifest = Manifest(options.temp_dir)
-        self.retrier = Retrier(self.service.retry, self.cancel)  # fetching from the source
-        self.upload_retrier = Retrier(registry.landing.retry, self.cancel)  # landing
+        timeout = options.job_timeout or self.service.timeout
+        self._deadline = time.monotonic() + timeout if timeout else None
+        # Retries never sleep past the deadline, and end at once on Ctrl-C.
+        self.retrier = Retrier(self.service.retry, self.cancel, self._deadline)  # the source
+        self.upload_retrier = Retrier(registry.landing.retry, self.cancel, self._deadline)
         self.items_left_behind = False  # set when a stop request left items unstarted
         self.counters = Counters(self.result.counts)
         self.lease = ServiceLease(state, job.service_id, run_id, job.job_id, options.lease_ttl)
         self._fatal: FatalError | None = None
-        timeout = options.job_timeout or self.service.timeout
-        self._deadline = time.monotonic() + timeout if timeout else None
 
     @property
     def module_name(self) -> str:
