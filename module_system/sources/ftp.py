@@ -213,7 +213,8 @@ class FtpSource(FileServerSource[_Session]):
             data = ftp.transfercmd(f"RETR {path}", offset or None)
         except ftplib.error_perm as exc:
             if _reply(exc).startswith("550") and not _exists(conn, path, exc):
-                raise ItemVanished(f"{self.where(path)}: gone since listing") from exc
+                gone = f"{self.where(path)}: gone since listing"
+                raise ItemVanished(gone, reason="ftp_550") from exc
             raise
         with data:
             yield data.recv
