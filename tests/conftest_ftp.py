@@ -1,5 +1,8 @@
 """Fixtures for FTP/FTPS/SFTP tests; test modules load them with
-``pytest_plugins = ["tests.conftest_ftp"]``."""
+``pytest_plugins = ["tests.conftest_ftp"]``.
+
+``remote`` is an FTP server in one run of a test and an SFTP server in the other: the
+scenarios both protocols share are written once against it."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import trustme
 from module_system.demo.servers import MotoServer
 from module_system.pipeline import RunOptions
 from module_system.results import JobResult
-from tests.ftp_servers import FtpServer, make_tree
+from tests.ftp_servers import FileServer, FtpServer, SftpServer, make_tree
 from tests.s3_helpers import run_jobs
 
 
@@ -46,6 +49,45 @@ def ftp_server(ftp_root: Path, tls_files: dict[str, Path]) -> Iterator[Callable[
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def file_servers(
+    ftp_server: Callable[..., FtpServer], ftp_root: Path, tmp_path: Path
+) -> Iterator[Callable[..., FileServer]]:
+    """``file_servers("ftp" | "sftp", root=None, kind="plain", **state)``: a server of
+    either protocol (``kind`` picks the FTP flavour); ``state`` sets fault switches such
+    as ``drops`` and ``drop_after`` (an FTP server that drops is of the "dropping" kind)."""
+    sftp_servers: list[SftpServer] = []
+
+    def start(
+        protocol: str, root: Path | None = None, kind: str = "plain", **state: Any
+    ) -> FileServer:
+        if protocol == "ftp":
+            ftp = ftp_server("dropping" if state.get("drops") else kind, root)
+            ftp.state.update(state)
+            return FileServer("ftp", ftp.port, ftp.state)
+        sftp = SftpServer(root or ftp_root).start()
+        sftp_servers.append(sftp)
+        sftp.state.update(state)
+        known_hosts = tmp_path / f"known_hosts_{sftp.port}"
+        known_hosts.write_text(sftp.known_hosts_line())
+        return FileServer("sftp", sftp.port, sftp.state, known_hosts)
+
+    yield start
+    for server in sftp_servers:
+        server.stop()
+
+
+@pytest.fixture(params=["ftp", "sftp"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def remote(file_servers: Callable[..., FileServer], protocol: str) -> FileServer:
+    """A server of each protocol in turn, serving ``ftp_root``."""
+    return file_servers(protocol)
 
 
 @pytest.fixture

@@ -4,16 +4,20 @@
   without MLSD (Unix LIST), DOS-format LIST, FTPS explicit (AUTH TLS) and implicit, and
   one that drops the connection mid-transfer.
 - :class:`SftpServer` runs asyncssh's SFTP server with a generated host key, password
-  and public-key logins, rooted at a folder.
+  and public-key logins, rooted at a folder. Like the FTP server it records what clients
+  do, can drop the connection mid-transfer and can delete a file once it is asked for.
+- :class:`FileServer` is either, as the scenarios both protocols share see it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,12 @@ from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import DTPHandler, FTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
+
+from module_system.config.models import RetryConfig
+from module_system.sources.base import SourceContext
+from module_system.sources.file_server import FileServerSource
+from module_system.sources.ftp import FtpSource
+from module_system.sources.sftp import SftpSource
 
 USER, PASSWORD = "alice", "s3cret-Pa55word"
 
@@ -192,6 +202,12 @@ class FtpServer:
 
 
 class _SshServer(asyncssh.SSHServer):
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.state["commands"].append("CONNECT")
+
     def begin_auth(self, username: str) -> bool:
         return True
 
@@ -199,17 +215,50 @@ class _SshServer(asyncssh.SSHServer):
         return True
 
     def validate_password(self, username: str, password: str) -> bool:
+        self.state["commands"].append("PASS")
         return username == USER and password == PASSWORD
 
 
 class _GuardedSftp(asyncssh.SFTPServer):
     """Refuses to open files under ``locked`` (root can read any file, so a test cannot
-    rely on file modes): an unreadable file as a real server reports it."""
+    rely on file modes): an unreadable file as a real server reports it. Records
+    ``REALPATH path``, ``OPEN path`` and ``START offset`` (a transfer's first read); drops
+    the connection as :class:`DroppingDTPHandler` does, deletes ``vanish`` when it is
+    opened, and answers reads with at most ``max_read`` bytes (short reads are allowed)."""
+
+    def __init__(self, chan: Any, chroot: bytes, state: dict[str, Any]) -> None:
+        super().__init__(chan, chroot=chroot)
+        self.state = state
+        self._fresh: set[int] = set()  # open files not read yet
+
+    def realpath(self, path: bytes) -> Any:
+        self.state["commands"].append(f"REALPATH {path.decode()}")
+        return super().realpath(path)
 
     def open(self, path: bytes, pflags: int, attrs: Any) -> Any:
+        name = path.decode()
+        self.state["commands"].append(f"OPEN {name}")
         if b"/locked" in path:
             raise asyncssh.SFTPPermissionDenied("permission denied")
-        return super().open(path, pflags, attrs)
+        vanish = self.state.get("vanish")
+        if vanish and name.endswith(vanish):  # deleted after the listing
+            Path(self.map_path(path).decode()).unlink(missing_ok=True)
+        file = super().open(path, pflags, attrs)
+        self._fresh.add(id(file))
+        return file
+
+    def read(self, file_obj: object, offset: int, size: int) -> Any:
+        if id(file_obj) in self._fresh:
+            self._fresh.discard(id(file_obj))
+            self.state["commands"].append(f"START {offset}")
+        on_read = self.state.get("on_read")
+        if on_read is not None:
+            on_read(offset, size)
+        if self.state["drops"] > 0 and offset + size >= self.state["drop_after"]:
+            self.state["drops"] -= 1
+            self.connection.abort()
+            raise asyncssh.SFTPFailure("dropped")
+        return super().read(file_obj, offset, min(size, self.state.get("max_read", size)))
 
 
 class SftpServer:
@@ -219,6 +268,7 @@ class SftpServer:
         self.root = root
         self.host_key = asyncssh.generate_private_key("ssh-ed25519")
         self.client_key = client_key
+        self.state: dict[str, Any] = {"commands": [], "drops": 0, "drop_after": 0}
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.port = 0
@@ -234,13 +284,14 @@ class SftpServer:
             authorized = asyncssh.import_authorized_keys(
                 self.client_key.export_public_key().decode()
             )
+        chroot = str(self.root).encode()
         return await asyncssh.listen(
             "127.0.0.1",
             0,
             server_host_keys=[self.host_key],
-            server_factory=_SshServer,
+            server_factory=lambda: _SshServer(self.state),
             authorized_client_keys=authorized,
-            sftp_factory=lambda chan: _GuardedSftp(chan, chroot=str(self.root).encode()),
+            sftp_factory=lambda chan: _GuardedSftp(chan, chroot, self.state),
         )
 
     def start(self) -> SftpServer:
@@ -263,3 +314,54 @@ class SftpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class FileServer:
+    """A running FTP or SFTP test server, as the scenarios both protocols share see it."""
+
+    protocol: str  # "ftp" or "sftp": the service type
+    port: int
+    state: dict[str, Any]  # what the server recorded, and its fault switches
+    known_hosts: Path | None = None  # SFTP: a known_hosts file that trusts the server
+
+    def service(self, **source: Any) -> dict[str, Any]:
+        if self.known_hosts is not None:
+            source.setdefault("known_hosts", str(self.known_hosts))
+        return ftp_service(self.port, self.protocol, **source)
+
+    def source(
+        self,
+        cancel: threading.Event | None = None,
+        deadline: float | None = None,
+        **source: Any,
+    ) -> FileServerSource[Any]:
+        """The source of :meth:`service`, outside a job (one attempt, no retries)."""
+        cls = {"ftp": FtpSource, "sftp": SftpSource}[self.protocol]
+        config = cls.config_model.model_validate(self.service(**source)["source"])
+        context = SourceContext(
+            service_id="svc", job_id="job", run_id="run", retry=RetryConfig(attempts=1),
+            cursors=None,  # type: ignore[arg-type]  # FTP and SFTP keep no cursor
+            logger=logging.getLogger(f"module_system.sources.{self.protocol}"),
+            cancel=cancel or threading.Event(), deadline=deadline,
+        )  # fmt: skip
+        return cls.from_config(config, context)
+
+    @property
+    def commands(self) -> list[str]:
+        return self.state["commands"]  # type: ignore[no-any-return]
+
+    def connections(self) -> int:
+        """Logins begun: ``USER`` commands, SSH connections."""
+        opening = "USER alice" if self.protocol == "ftp" else "CONNECT"
+        return self.commands.count(opening)
+
+    def root_lookups(self) -> int:
+        """How often the configured path was looked up: ``CWD``, SFTP ``REALPATH``."""
+        lookup = "CWD" if self.protocol == "ftp" else "REALPATH"
+        return sum(1 for command in self.commands if command.split(" ")[0] == lookup)
+
+    def transfer_starts(self) -> list[int]:
+        """The byte offsets transfers started at (FTP ``REST``, SFTP first reads)."""
+        start = "REST " if self.protocol == "ftp" else "START "
+        return [int(c.split(" ")[1]) for c in self.commands if c.startswith(start)]

@@ -12,6 +12,7 @@ from module_system.sources.ftp_listing import (
     parse_ftp_timestamp,
     parse_list_line,
     parse_mlsd_facts,
+    parse_mlst_reply,
 )
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -69,6 +70,27 @@ def test_mlsd_facts() -> None:
     assert parse_mlsd_facts(".", {"type": "cdir"}).kind is EntryKind.OTHER
     assert parse_mlsd_facts("l", {"type": "OS.unix=slink:/x"}).kind is EntryKind.LINK
     assert parse_mlsd_facts("d", {"type": "dir"}).kind is EntryKind.DIR
+
+
+def test_mlsd_unique_fact_identifies_a_folder_under_any_name() -> None:
+    folder = parse_mlsd_facts("d", {"type": "dir", "unique": "801g2a"})
+    link = parse_mlsd_facts("link-to-d", {"type": "dir", "unique": "801g2a"})
+    assert folder.identity == link.identity == "801g2a"
+    assert parse_mlsd_facts("e", {"type": "dir"}).identity is None
+
+
+def test_mlst_reply_facts() -> None:
+    reply = (
+        "250-Listing /out going\r\n"
+        " type=dir;Unique=801g2a;modify=20260115103000; /out going\r\n"
+        "250 End MLST."
+    )
+    assert parse_mlst_reply(reply) == {
+        "type": "dir",
+        "unique": "801g2a",
+        "modify": "20260115103000",
+    }
+    assert parse_mlst_reply("250 End MLST.") == {}
 
 
 def test_timestamps() -> None:

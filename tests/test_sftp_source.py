@@ -1,4 +1,5 @@
-"""SFTP → S3 end to end, against asyncssh's SFTP server on loopback."""
+"""SFTP-only behaviour (SSH keys, host keys) end to end, against asyncssh's SFTP server on
+loopback. The scenarios SFTP shares with FTP are in test_file_servers.py."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ import asyncssh
 import pytest
 
 from module_system.results import JobResult, JobStatus
-from tests.conftest import list_keys, read_json
-from tests.ftp_servers import GOOD_CSV, PASSWORD, SftpServer, ftp_service
-from tests.s3_helpers import sha256
+from tests.ftp_servers import SftpServer, ftp_service
 
 pytest_plugins = ["tests.conftest_ftp"]
 
-ROOT = "data/sftp/svc/"
 Runner = Callable[..., JobResult]
 
 
@@ -40,35 +38,6 @@ def known_hosts(tmp_path: Path, sftp: SftpServer) -> Path:
 
 def sftp_service(sftp: SftpServer, known_hosts: Path, **source: Any) -> dict[str, Any]:
     return ftp_service(sftp.port, "sftp", known_hosts=str(known_hosts), **source)
-
-
-def test_password_login_lands_nested_spaces_and_non_ascii(
-    sftp: SftpServer, known_hosts: Path, run_ftp_job: Runner, s3: Any,
-    landing: dict[str, Any], ftp_root: Path,
-) -> None:  # fmt: skip
-    job = run_ftp_job(sftp_service(sftp, known_hosts))
-    assert job.status is JobStatus.COMPLETED, job.error
-    assert (job.counts.listed, job.counts.valid, job.counts.invalid) == (5, 4, 1)
-    keys = list_keys(s3, landing["bucket"], ROOT)
-    for name in ("2026-11-01.csv", "nested/deep/2026-11-02.csv", "with space é.csv"):
-        assert ROOT + "validated/" + name in keys
-    assert ROOT + "quarantine/bad.csv.error.json" in keys
-    manifest = read_json(s3, landing["bucket"], f"{ROOT}_manifests/{job.job_id}.json")
-    for entry in manifest["files"]:
-        assert entry["sha256"] == sha256((ftp_root / "outgoing" / entry["key"]).read_bytes())
-        assert entry["version"].startswith(f"{entry['size']}:")
-        assert entry["source_uri"].startswith(f"sftp://alice@127.0.0.1:{sftp.port}/")
-
-
-def test_incremental_rerun_skips_unchanged(
-    sftp: SftpServer, known_hosts: Path, run_ftp_job: Runner, ftp_root: Path
-) -> None:
-    assert run_ftp_job(sftp_service(sftp, known_hosts)).counts.fetched == 5
-    second = run_ftp_job(sftp_service(sftp, known_hosts))
-    assert (second.counts.skipped, second.counts.fetched) == (5, 0)
-    (ftp_root / "outgoing" / "bad.csv").write_bytes(GOOD_CSV)
-    third = run_ftp_job(sftp_service(sftp, known_hosts))
-    assert (third.counts.fetched, third.counts.valid) == (1, 1)
 
 
 @pytest.mark.parametrize("form", ["path", "text"])
@@ -105,29 +74,3 @@ def test_unknown_host_is_rejected_by_default(
     job = run_ftp_job(sftp_service(sftp, empty))
     assert job.status is JobStatus.FAILED
     assert "host key unknown" in (job.error or "")
-
-
-def test_wrong_password_fails_at_once_without_the_password(
-    sftp: SftpServer, known_hosts: Path, run_ftp_job: Runner
-) -> None:
-    secret = "Wr0ng-Secret-Value"
-    job = run_ftp_job(sftp_service(sftp, known_hosts, password=secret))
-    assert job.status is JobStatus.FAILED
-    assert "login refused" in (job.error or "") and secret not in (job.error or "")
-    assert PASSWORD not in (job.error or "")
-    assert not job.retries
-
-
-def test_missing_path(sftp: SftpServer, known_hosts: Path, run_ftp_job: Runner) -> None:
-    job = run_ftp_job(sftp_service(sftp, known_hosts, path="/nowhere"))
-    assert job.status is JobStatus.FAILED
-    assert "path missing" in (job.error or "") and "/nowhere" in (job.error or "")
-
-
-def test_unreadable_file_fails_with_its_path(
-    sftp: SftpServer, known_hosts: Path, run_ftp_job: Runner, ftp_root: Path
-) -> None:
-    (ftp_root / "outgoing" / "locked.csv").write_bytes(GOOD_CSV)  # the server refuses it
-    job = run_ftp_job(sftp_service(sftp, known_hosts))
-    assert job.status is JobStatus.FAILED
-    assert "/outgoing/locked.csv" in (job.error or "") and "permission denied" in (job.error or "")
