@@ -5,33 +5,23 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 import yaml
 
 from module_system.state import StateStore
 from tests.dashboard_data import T0, FileSeed, JobSeed, sample_runs, seed_run
-from tests.dashboard_helpers import dashboard
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.dashboard_helpers import dashboard, pg_database
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    name = f"ms_dash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

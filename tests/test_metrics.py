@@ -6,17 +6,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from module_system.demo.servers import MotoServer, free_port
 from module_system.state import StateStore
 from module_system.state import schema as tables
-from tests.dashboard_helpers import dashboard
+from tests.dashboard_helpers import dashboard, pg_database
 from tests.s3_helpers import run_jobs, s3_service
 from tests.slow_api import api_service, missing_bucket_service, slow_api, write_files
 
@@ -38,10 +40,21 @@ def value(found: dict[Any, float], name: str, **labels: str) -> float | None:
     return found.get((name, frozenset(labels.items())))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both dialects: the metrics' queries differ between them."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    with pg_database() as url:
+        yield url
+
+
 def test_dashboard_metrics_match_two_known_runs(
     tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    store_url: str,
 ) -> None:  # fmt: skip
+    state_url = store_url
     for n, body in enumerate([*GOOD, BAD]):
         s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json", Body=body)
     landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import BigInteger, Engine, Float, case, column, func, select, true
 
 from module_system.errors import ConfigError
 from module_system.observability.metric_values import (
@@ -306,13 +306,16 @@ def job_files(
     table = schema.job_files
     of_job = [table.c.run_id == run_id, table.c.job_id == job_id]
     where = [*of_job, table.c.outcome == outcome] if outcome else of_job
-    query = (
-        select(table)
+    # Sort only the ids, then fetch the page's rows: sorting a big job's whole rows (their
+    # validator messages included) spills to disk; its ids take a few hundred KB.
+    page_ids = (
+        select(table.c.id)
         .where(*where)
         .order_by(table.c.id)
         .limit(per_page)
         .offset((max(page, 1) - 1) * per_page)
     )
+    query = select(table).where(table.c.id.in_(page_ids.scalar_subquery())).order_by(table.c.id)
     counts_query = select(table.c.outcome, func.count()).where(*of_job).group_by(table.c.outcome)
     with engine.connect() as conn:
         by_outcome = {name: int(n) for name, n in conn.execute(counts_query)}
@@ -415,23 +418,16 @@ def metrics_snapshot(engine: Engine) -> MetricsSnapshot:
     """What the Prometheus metrics show, in a few aggregate queries."""
     jobs, runs = schema.jobs, schema.runs
     snap = MetricsSnapshot()
-    outcome_sums = [func.sum(jobs.c.counts[key].as_integer()) for key in OUTCOME_COUNTS.values()]
-    by_type = select(jobs.c.service_id, jobs.c.source_type, *outcome_sums).group_by(
-        jobs.c.service_id, jobs.c.source_type
-    )
-    byte_sums = select(jobs.c.service_id, func.sum(jobs.c.counts["bytes"].as_float()))
     completed = jobs.c.status == "completed"
     with engine.connect() as conn:
-        for service_id, source_type, *sums in conn.execute(by_type):
+        for service_id, source_type, nbytes, *sums in conn.execute(_count_sums(conn)):
             for outcome, value in zip(OUTCOME_COUNTS, sums, strict=True):
                 key = (service_id, source_type or "", outcome)
                 snap.files[key] = snap.files.get(key, 0) + int(value or 0)
-        for service_id, value in conn.execute(byte_sums.group_by(jobs.c.service_id)):
-            snap.bytes[service_id] = int(value or 0)
+            snap.bytes[service_id] = snap.bytes.get(service_id, 0) + int(nbytes or 0)
         count_jobs = select(jobs.c.service_id, jobs.c.status, func.count())
-        for service_id, status, n in conn.execute(
-            count_jobs.group_by(jobs.c.service_id, jobs.c.status)
-        ):
+        by_status = count_jobs.group_by(jobs.c.service_id, jobs.c.status)
+        for service_id, status, n in conn.execute(by_status):
             snap.jobs[(service_id, status)] = int(n)
         last_ok = select(jobs.c.service_id, func.max(jobs.c.finished_at)).where(completed)
         for service_id, when in conn.execute(last_ok.group_by(jobs.c.service_id)):
@@ -441,6 +437,31 @@ def metrics_snapshot(engine: Engine) -> MetricsSnapshot:
             snap.runs[status] = int(n)
         snap.durations = _duration_stats(conn)
     return snap
+
+
+def _count_sums(conn: Any) -> Any:
+    """Per service and source type: bytes, then each outcome's files, summed over jobs.
+    PostgreSQL parses a ``json`` value again for each ``->>``; ``json_to_record`` parses
+    each job's counts once (2-3 times faster over many jobs)."""
+    jobs = schema.jobs
+    keys = ["bytes", *OUTCOME_COUNTS.values()]
+    if conn.dialect.name == "postgresql":
+        record = (
+            func.json_to_record(jobs.c.counts)
+            .table_valued(*(column(k, Float if k == "bytes" else BigInteger) for k in keys))
+            .render_derived(name="c", with_types=True)
+        )
+        values = [record.c[k] for k in keys]
+        source: Any = jobs.outerjoin(record, true())
+    else:
+        values = [jobs.c.counts[k].as_float() if k == "bytes" else jobs.c.counts[k].as_integer()
+                  for k in keys]  # fmt: skip
+        source = jobs
+    return (
+        select(jobs.c.service_id, jobs.c.source_type, *(func.sum(v) for v in values))
+        .select_from(source)
+        .group_by(jobs.c.service_id, jobs.c.source_type)
+    )
 
 
 def _duration_stats(conn: Any) -> dict[str, DurationStats]:
