@@ -24,6 +24,7 @@ from module_system.errors import (
 from module_system.landing.keys import LandingLayout
 from module_system.landing.manifest import Manifest
 from module_system.landing.uploader import S3Lander
+from module_system.observability.lineage import JobLineage, source_uri
 from module_system.observability.logging import job_logging
 from module_system.observability.redaction import redact
 from module_system.pipeline.context import Counters, FileContext
@@ -87,6 +88,8 @@ class JobRun:
         result = self.result
         result.status, result.started_at = JobStatus.RUNNING, datetime.now(UTC)
         self._save()
+        lineage = self._lineage()
+        lineage.start()
         log.info("job started: service %s (%s)", self.job.service_id, self.service.type)
         lander: S3Lander | None = None
         leased = False
@@ -109,7 +112,15 @@ class JobRun:
             self._finish(lander)
             if leased:
                 self.lease.release()
+            counts = result.counts
+            lineage.finish(result.status, result.error, files=counts.uploaded, size=counts.bytes)
         return result
+
+    def _lineage(self) -> JobLineage:
+        """OpenLineage events of this job (sent only when OpenLineage is configured)."""
+        source = source_uri(self.service.type, self.service.source)
+        landing = f"s3://{self.registry.landing.bucket}/{self.layout.root}"
+        return JobLineage.for_job(self.job.service_id, self.job.job_id, source, landing)
 
     def _clear_leftovers(self, lander: S3Lander) -> None:
         removed = self.upload_retrier.call(
