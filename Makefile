@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint format bench clean package-check constraints
+.PHONY: demo test check lint format bench clean package-check constraints generated
 
 # constraints.txt pins what CI tested; `make constraints` refreshes it after a dependency change.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,15 +20,15 @@ demo: $(STAMP)
 	$(BIN)/python test_system.py
 
 test: $(STAMP)
-	$(BIN)/ruff format --check module_system tests benchmarks orchestrator test_system.py
-	$(BIN)/ruff check module_system tests benchmarks orchestrator test_system.py
+	$(BIN)/ruff format --check module_system tests benchmarks orchestrator tools test_system.py
+	$(BIN)/ruff check module_system tests benchmarks orchestrator tools test_system.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache  # the layers contract in pyproject.toml
 	$(BIN)/pytest -q
 
 format: $(STAMP)
-	$(BIN)/ruff format module_system tests benchmarks orchestrator test_system.py
-	$(BIN)/ruff check --fix module_system tests benchmarks orchestrator test_system.py
+	$(BIN)/ruff format module_system tests benchmarks orchestrator tools test_system.py
+	$(BIN)/ruff check --fix module_system tests benchmarks orchestrator tools test_system.py
 
 bench: $(STAMP)  # each compares against its peer on local servers; see docs/benchmarks.md
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
@@ -39,6 +39,9 @@ bench: $(STAMP)  # each compares against its peer on local servers; see docs/ben
 
 package-check: $(STAMP)  # build the wheel and sdist, install into a clean venv, run the demo
 	PYTHON=$(BIN)/python .ci/package-check
+
+generated: $(STAMP)  # registry schema, docs/cli.md, docs/configuration-reference.md
+	$(BIN)/python tools/generate.py
 
 constraints: $(STAMP)
 	( sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable ) > constraints.tmp
