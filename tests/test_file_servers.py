@@ -198,3 +198,5 @@ def test_link_loops_do_not_trap_the_walk(
     assert (job.counts.listed, job.counts.valid, job.counts.invalid) == (5, 4, 1)
     if flavour == "ftp":  # the server showed the links as folders: seen, and said so
         assert "again (a link?)" in caplog.text
+    if flavour == "sftp":  # the ring of links cannot be resolved: skipped, and said so
+        assert "ring-a.csv: link not followed" in caplog.text

@@ -114,7 +114,7 @@ class FileServerSource(Source, Generic[C]):
 
     @abstractmethod
     def _disconnect(self, conn: C) -> None:
-        """Close a connection that may be half broken; never raise."""
+        """Close a connection, which may be half broken."""
 
     @abstractmethod
     def _is_alive(self, conn: C) -> bool:

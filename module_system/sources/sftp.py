@@ -131,9 +131,9 @@ class SftpSource(FileServerSource[_Connection]):
             self.context.logger.warning("%s: link not followed (%s)", self.where(path), exc)
             return ListingEntry(entry.name, EntryKind.OTHER)
         settled = _entry(entry.name, target)
-        return (
-            settled if settled.kind is EntryKind.FILE else ListingEntry(entry.name, EntryKind.OTHER)
-        )
+        if settled.kind is not EntryKind.FILE:
+            return ListingEntry(entry.name, EntryKind.OTHER)  # a folder: never walked
+        return settled
 
     # --- fetching
 
