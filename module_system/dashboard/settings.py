@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +32,6 @@ class DashboardSettings:
     token: str | None = None
     poll_seconds: float = 1.5  # how often an open page of a running run refreshes
     rerun_workers: int = 20
-
-    @classmethod
-    def with_env_token(cls, token: str | None = None, **values: object) -> DashboardSettings:
-        return cls(token=token or os.environ.get(TOKEN_ENV) or None, **values)  # type: ignore[arg-type]
 
     def check(self) -> None:
         """Binding beyond loopback exposes runs and re-runs: only with a token."""
