@@ -159,3 +159,4 @@ def _wait_for_lease(state_url: str, service_id: str) -> None:
             time.sleep(0.05)
     finally:
         store.close()
+

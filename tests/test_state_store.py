@@ -112,3 +112,11 @@ def test_record_files_in_one_batch_last_record_of_a_key_wins(store_url: str) -> 
     landed = store.landed_files(service)
     assert landed["a"].sha256 == "2" * 64 and landed["b"].version == "v9"
     store.close()
+
+
+def test_the_state_url_password_is_masked_even_alone(pg_url: str) -> None:
+    from module_system.observability.redaction import redact
+
+    with_password = pg_url.replace("postgres@", "postgres:s3cret-state-pw@")  # trust auth
+    StateStore(with_password).close()
+    assert "s3cret-state-pw" not in redact("server said: s3cret-state-pw is wrong")

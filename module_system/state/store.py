@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, Ope
 
 from module_system._optional import require
 from module_system.errors import ConfigError
+from module_system.observability.config_secrets import register_secrets_in
 from module_system.observability.redaction import mask_url, redact
 from module_system.state import schema
 from module_system.state.migrations import migrate
@@ -59,6 +60,7 @@ class StateStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.url = resolve_state_url(url)
+        register_secrets_in(self.url)  # its password is masked wherever it would appear
         try:
             self.engine = _make_engine(self.url)
             self._migrate()
