@@ -41,6 +41,7 @@ class DaskCluster:
     """One scheduler and named workers, each a process of its own."""
 
     def __init__(self, tmp: Path) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp  # logs, and the workers' working directory (no checkout there)
         self.env = worker_environment(tmp)
         self.port = free_port()
@@ -161,7 +162,7 @@ class GateProxy:
                 response = upstream.getresponse()
                 data = response.read()
                 self.send_response(response.status)
-                dropped = ("transfer-encoding", "connection")
+                dropped: tuple[str, ...] = ("transfer-encoding", "connection")
                 if self.command != "HEAD":  # HEAD keeps the upstream's Content-Length
                     dropped += ("content-length",)
                     self.send_header("Content-Length", str(len(data)))

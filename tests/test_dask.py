@@ -34,7 +34,7 @@ from module_system.state import StateStore
 from tests import api_server as harness
 from tests.api_server import ApiServer, api_fixture  # noqa: F401  (the "api" fixture)
 from tests.conftest import list_keys, read_json, write_batch, write_registry
-from tests.dask_cluster import DaskCluster, dask_cluster, gate_proxy
+from tests.dask_cluster import DaskCluster, dask_cluster, gate_proxy, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -163,7 +163,7 @@ def test_a_batch_on_the_cluster_lands_what_a_local_run_lands(
         "files_b": s3_service(s3_server.url, source_bucket, "b/"),
     }
     jobs = [("a1", "files_a"), ("b1", "files_b"), ("a2", "files_a")]
-    outcomes = {}
+    outcomes: dict[str, dict[str, Any]] = {}
     for where in ("local", "dask"):
         bucket = f"landing-{where}-{uuid.uuid4().hex[:8]}"
         s3.create_bucket(Bucket=bucket)
@@ -258,8 +258,10 @@ def test_the_scheduler_killed_mid_batch(
     source_bucket: str,
     landing_bucket: str,
     pg_url: str,
+    cluster: DaskCluster,
 ) -> None:
-    """The client says which jobs did not finish and exits 1; a re-run completes them."""
+    """The client says which jobs did not finish and exits 1; a re-run (on another
+    cluster) completes them."""
     tag = uuid.uuid4().hex[:6]
     put_files(s3, source_bucket, "one/", 3)
     put_files(s3, source_bucket, "two/", 3)
@@ -275,7 +277,7 @@ def test_the_scheduler_killed_mid_batch(
         return method == "GET" and ("/one/" in path or "/two/" in path)
 
     with (
-        dask_cluster(tmp_path / "first") as cluster,
+        dask_cluster(tmp_path / "first") as doomed,
         gate_proxy(s3_server.url, object_get) as proxy,
     ):
         for service in services.values():
@@ -284,13 +286,19 @@ def test_the_scheduler_killed_mid_batch(
 
         def kill_the_scheduler() -> None:
             proxy.wait_held(2)  # both services' jobs are fetching
-            cluster.kill_scheduler()
+            doomed.kill_scheduler()
 
         threading.Thread(target=kill_the_scheduler, daemon=True).start()
-        result = run_on(
-            DaskJobExecutor(cluster.address, connect_timeout=5), registry, batch, pg_url
-        )
+        result = run_on(DaskJobExecutor(doomed.address, connect_timeout=5), registry, batch, pg_url)
         proxy.release()
+        # The workers lost the scheduler too: their jobs stop after the current file.
+        store = StateStore(pg_url)
+
+        def recorded() -> dict[str, str]:
+            return {j["job_id"]: j["status"] for j in store.jobs(result.run_id)}
+
+        wait_until(lambda: recorded() == {"j1": "cancelled", "j2": "cancelled", "j3": "failed"})
+        store.close()
     assert result.exit_code() == 1
     errors = {j.job_id: (j.status, j.error or "") for j in result.jobs}
     for job_id in ("j1", "j2"):
@@ -298,13 +306,10 @@ def test_the_scheduler_killed_mid_batch(
         assert errors[job_id][1].startswith("did not finish: the client lost the Dask scheduler")
     assert errors["j3"] == (JobStatus.FAILED, "not started: the Dask scheduler is gone")
 
-    with dask_cluster(tmp_path / "second") as cluster:
-        for service in services.values():
-            service["source"]["endpoint_url"] = s3_server.url
-        registry, batch = load(tmp_path, target, services, jobs)
-        again = run_on(
-            DaskJobExecutor(cluster.address, connect_timeout=10), registry, batch, pg_url
-        )
+    for service in services.values():  # a new cluster, the S3 server without the proxy
+        service["source"]["endpoint_url"] = s3_server.url
+    registry, batch = load(tmp_path, target, services, jobs)
+    again = run_on(DaskJobExecutor(cluster.address, connect_timeout=10), registry, batch, pg_url)
     assert [j.status for j in again.jobs] == [JobStatus.COMPLETED] * 3, again.jobs
     for service_id in services:
         assert len(list_keys(s3, landing_bucket, f"data/s3/{service_id}/validated/")) == 3
@@ -413,7 +418,9 @@ def test_an_api_rate_limit_holds_across_the_cluster(
     )
     executor = DaskJobExecutor(cluster.address, connect_timeout=10)
     result = run_on(executor, registry, batch, pg_url)
-    assert [j.status for j in result.jobs] == [JobStatus.COMPLETED] * 2
+    assert [j.status for j in result.jobs] == [JobStatus.COMPLETED] * 2, [
+        j.error for j in result.jobs
+    ]
     assert executor.placements["api1"] != executor.placements["api2"]  # on both workers
     with cluster.client() as client:
         buckets = client.run_on_scheduler(
@@ -438,7 +445,7 @@ def test_local_workers(
     result = run_on(
         DaskJobExecutor(local_workers=1), registry, batch, f"sqlite:///{tmp_path / 'state.db'}"
     )  # a local cluster may share SQLite
-    assert result.jobs[0].status is JobStatus.COMPLETED
+    assert result.jobs[0].status is JobStatus.COMPLETED, result.jobs[0].error
     assert len(list_keys(s3, landing_bucket, "data/s3/svc/validated/")) == 2
 
 

@@ -24,7 +24,7 @@ from distributed import Client, Event, LocalCluster
 from distributed import Future as DaskFuture
 
 from module_system._version import __version__
-from module_system.config.models import JobSpec
+from module_system.config.models import JobSpec, Registry
 from module_system.errors import ConfigError, ModuleSystemError
 from module_system.observability.redaction import mask_url, redact
 from module_system.orchestrator import fingerprint
@@ -95,6 +95,7 @@ class DaskJobExecutor:
         self._batch: BatchContext | None = None
         self._fingerprint = fingerprint.installed()
         self._tracked: dict[str, _Tracked] = {}
+        self._registries: dict[str, Registry] = {}
         self._lock = threading.Lock()
         self._logs = ClientLogs(None)
         self._topic = self._cancel_name = ""
@@ -130,7 +131,8 @@ class DaskJobExecutor:
                                          reason="scheduler_lost"))  # fmt: skip
             return future
         batch = self._batch
-        task = RemoteJob(job, batch.registry, batch.state.url, batch.run_id, batch.options,
+        registry = self._registry_for(job.service_id)
+        task = RemoteJob(job, registry, batch.state.url, batch.run_id, batch.options,
                          self._topic, self._cancel_name, self._fingerprint)  # fmt: skip
         with self._lock:
             self._tracked[job.job_id] = tracked = _Tracked(job, future)
@@ -139,6 +141,16 @@ class DaskJobExecutor:
         future.task = self._client.submit(run_remote_job, task, key=key, pure=False)
         future.task.add_done_callback(lambda task: self._settle(tracked, task))
         return future
+
+    def _registry_for(self, service_id: str) -> Registry:
+        """The registry with only this service: what a task carries stays small."""
+        assert self._batch is not None
+        registry = self._registries.get(service_id)
+        if registry is None:
+            full = self._batch.registry
+            registry = full.model_copy(update={"services": {service_id: full.services[service_id]}})
+            self._registries[service_id] = registry
+        return registry
 
     def cancel(self) -> None:
         if self._client is None:
@@ -167,6 +179,8 @@ class DaskJobExecutor:
                 n_workers=self.local_workers, threads_per_worker=self.threads_per_worker,
                 processes=True, host="127.0.0.1", dashboard_address=None,
                 silence_logs=logging.ERROR,
+                # no dashboard; its small HTTP server (health checks) on any free port
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             )  # fmt: skip
             return Client(self._cluster, set_as_default=False)
         try:

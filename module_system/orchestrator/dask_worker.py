@@ -36,6 +36,7 @@ from module_system.pipeline import RunOptions, run_job
 from module_system.plugins import SOURCE_TYPES
 from module_system.results import JobResult, JobStatus
 from module_system.retry import Retrier
+from module_system.state.lease import ServiceLease
 from module_system.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,12 @@ def run_remote_job(task: RemoteJob) -> JobResult:
           "module": f"{source_type}_module", "worker": worker.address})  # fmt: skip
     cancel = threading.Event()
     progress = EventProgress(send, job.job_id)
-    options = _options_here(task)
+    state = state_store(task.state_url)
+    options = _options_here(task, state)
     token = job_topic.set(task.topic)
     try:
         with _CancelWatch(batch_cancel, cancel):
-            result = run_job(job, task.registry, state_store(task.state_url), task.run_id,
-                             options, cancel, progress)  # fmt: skip
+            result = run_job(job, task.registry, state, task.run_id, options, cancel, progress)
     finally:
         progress.flush()
         job_topic.reset(token)
@@ -150,12 +151,22 @@ def run_remote_job(task: RemoteJob) -> JobResult:
     return result
 
 
-def _options_here(task: RemoteJob) -> RunOptions:
-    """The client's options, with this worker's own temp and log directories."""
+def _options_here(task: RemoteJob, state: StateStore) -> RunOptions:
+    """The client's options, with this worker's own temp and log directories.
+
+    When an earlier attempt of this very job holds the service's lease, its worker died
+    (Dask runs the task again): wait for that lease to expire instead of failing."""
     temp_dir = task.options.temp_dir
     if temp_dir is not None and not temp_dir.is_dir():
         temp_dir = None
-    return replace(task.options, temp_dir=temp_dir, log_dir=worker_log_dir() / task.run_id)
+    options = replace(task.options, temp_dir=temp_dir, log_dir=worker_log_dir() / task.run_id)
+    job = task.job
+    held = ServiceLease(state, job.service_id, task.run_id, job.job_id).current()
+    if held is not None and (held.run_id, held.job_id) == (task.run_id, job.job_id):
+        log.warning("an earlier attempt of job %s holds the lease of %s: waiting for it to "
+                    "end or expire", job.job_id, job.service_id)  # fmt: skip
+        options = replace(options, wait_for_lease=True)
+    return options
 
 
 def _upload_log(task: RemoteJob, result: JobResult) -> None:
