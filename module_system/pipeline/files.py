@@ -35,6 +35,7 @@ from module_system.landing.uploader import S3Lander
 from module_system.observability.redaction import redact
 from module_system.pipeline.context import FileContext
 from module_system.pipeline.overlap import Checked, fetch_while_checking
+from module_system.pipeline.parts import LOCAL, PARTS, split_parts
 from module_system.pipeline.records import RecordWriter
 from module_system.results import FileOutcome
 from module_system.sources import RemoteItem, Source
@@ -186,6 +187,10 @@ class FileLander:
                                   digest.size)  # fmt: skip
             return self._unchanged(item, prior), record
         verdict = checked.verdict or self.suite.validate(path, item.key)
+        if not verdict.valid and PARTS in item.extra:  # a batch: its invalid parts land alone
+            whole, item = item, split_parts(item, path, self.suite, self._land_apart)
+            prior = prior if item.key == whole.key else None
+            digest, verdict = self.lander.digest(path), self.suite.validate(path, item.key)
         copy = self.source.copy_source(item)
         transfer = "stream" if checked.landed_key else "upload"
         key = checked.landed_key or self._key_for(item, verdict)
@@ -206,6 +211,12 @@ class FileLander:
                             transfer=transfer)  # fmt: skip
         return entry, record
 
+    def _land_apart(self, part: RemoteItem, path: Path) -> None:
+        """A part of a split batch (see :mod:`.parts`), landed as an item of its own."""
+        self.ctx.counters.add(listed=1)
+        self.ctx.progress.file_listed()
+        self.land_one(part, path)
+
     def _unchanged(self, item: RemoteItem, prior: FileRecord) -> ManifestEntry:
         return self._entry(item, FileOutcome.SKIPPED, sha256=prior.sha256,
                            landing_key=prior.landing_key, verdict=prior.verdict)  # fmt: skip
@@ -219,6 +230,8 @@ class FileLander:
             and (item.size or 0) >= PARALLEL_CHECK_BYTES
             and self.source.writes_in_place(item)
         )
+        if item.extra.get(LOCAL):  # a part of a split batch: its bytes are in ``path``
+            return Checked(self.lander.digest(path), None)
         tries = itertools.count()
 
         def attempt() -> Checked | None:
