@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 POLL_SECONDS = 0.005
 
@@ -77,7 +76,7 @@ def is_following(path: Path) -> bool:
     return current is not None and current[0] == path
 
 
-def open_following(path: Path) -> IO[bytes]:
+def open_following(path: Path) -> io.BufferedReader:
     """Open ``path`` for reading: plainly, or following its writer when asked to."""
     current = _following.get()
     if current is not None and current[0] == path:

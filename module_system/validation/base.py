@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel
 
-from module_system.growing_file import open_following
+from module_system.validation.reading import InputRefused, ReadLimits, open_binary
 
 MAX_REPORTED_ERRORS = 100
+
+__all__ = [
+    "MAX_REPORTED_ERRORS", "InputRefused", "Issue", "IssueCollector", "ReadLimits", "Validator",
+    "Verdict", "open_binary", "read_json_object",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -22,9 +26,11 @@ class Issue:
 
     message: str
     location: str = ""
+    reason: str = ""  # a short code for a problem with the file as a whole, e.g. too_large
 
     def as_dict(self) -> dict[str, str]:
-        return {"message": self.message, "location": self.location}
+        found = {"message": self.message, "location": self.location}
+        return {**found, "reason": self.reason} if self.reason else found
 
 
 @dataclass
@@ -100,29 +106,6 @@ class Validator(ABC):
     @abstractmethod
     def validate(self, path: Path, name: str) -> Verdict:
         """Check the file at ``path`` (``name`` is its source key, for its type)."""
-
-
-def open_binary(path: Path, name: str) -> IO[bytes]:
-    """Open a file for reading, decompressing when its name ends in ``.gz``. While the
-    pipeline is still downloading the file, the reader follows the download."""
-    raw = open_following(path)
-    if name.lower().endswith(".gz"):
-        return cast(IO[bytes], _ClosingGzipFile(raw))
-    return raw
-
-
-class _ClosingGzipFile(gzip.GzipFile):
-    """A gzip reader that also closes the file it reads from."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__(fileobj=raw, mode="rb")
-        self._raw = raw
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._raw.close()
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:

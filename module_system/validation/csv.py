@@ -90,7 +90,7 @@ class CsvValidator(Validator):
         reset_undecodable_count()
         csv_fast = _csv_fast()
         try:
-            with open_binary(path, name) as raw:
+            with open_binary(path, name, options.read_limits()) as raw:
                 records = csv_fast.check_stream(raw, options, TableCheck(options, checks, issues))
         except csv_fast.FallBack as exc:
             log.debug("csv %s: checked the pure-Python way: %s", name, exc)
@@ -104,7 +104,7 @@ class CsvValidator(Validator):
         encoding = "utf-8-sig" if codecs.lookup(options.encoding).name == "utf-8" else None
         reset_undecodable_count()
         try:
-            with open_binary(path, name) as raw:
+            with open_binary(path, name, options.read_limits()) as raw:
                 text = io.TextIOWrapper(
                     raw, encoding=encoding or options.encoding, errors=DECODE_ERRORS, newline=""
                 )

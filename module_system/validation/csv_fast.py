@@ -22,13 +22,14 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from module_system.validation.csv_options import CsvOptions
+from module_system.validation.reading import InputRefused
 from module_system.validation.table_check import BATCH_ROWS, TableCheck
 from module_system.validation.table_schema import FieldCheck
 
@@ -63,11 +64,13 @@ class _Feed:
     """What Arrow reads: the file's bytes, watched for what Arrow reads differently.
 
     Never raises into Arrow: a problem or a read error ends the stream early and is
-    kept in ``problem`` for the caller, which then falls back."""
+    kept in ``problem`` for the caller, which then falls back (or, for a file refused as
+    too large or a decompression bomb, raises the refusal: reading it again is no use)."""
 
     def __init__(self, raw: IO[bytes], first: bytes, quote: bytes) -> None:
         self.raw, self.pending, self.quote = raw, first, quote
         self.problem: str | None = None
+        self.refused: InputRefused | None = None
         self.closed = False
         self._scan(first)
 
@@ -84,6 +87,9 @@ class _Feed:
             return chunk
         try:
             chunk = self.raw.read(size)
+        except InputRefused as exc:
+            self.refused, self.problem = exc, str(exc)
+            return b""
         except Exception as exc:  # the pure-Python path meets it again and reports it
             self.problem = f"a read error ({exc})"
             return b""
@@ -99,12 +105,20 @@ class _Feed:
     def close(self) -> None:
         self.closed = True
 
+    def stop(self, problem: str = "") -> NoReturn:
+        """End the fast path: with the refusal, else a fall-back for ``problem``."""
+        if self.refused is not None:
+            raise self.refused
+        raise FallBack(self.problem or problem)
+
 
 def check_stream(raw: IO[bytes], options: CsvOptions, table: TableCheck) -> int:
     """Check the file read from ``raw`` into ``table.issues``; the number of data records.
     Raises :class:`FallBack` when the pure-Python path must check the file instead."""
     try:
         first = raw.read(BLOCK_BYTES)
+    except InputRefused:
+        raise
     except Exception as exc:  # a corrupt .gz: the pure-Python path reports it
         raise FallBack(f"a read error ({exc})") from exc
     body = first.removeprefix(_BOM)
@@ -115,7 +129,7 @@ def check_stream(raw: IO[bytes], options: CsvOptions, table: TableCheck) -> int:
     width = line.count(options.delimiter.encode()) + 1
     feed = _Feed(raw, first, options.quotechar.encode())
     if feed.problem is not None:
-        raise FallBack(feed.problem)
+        feed.stop()
     try:
         reader = pa_csv.open_csv(
             pa.PythonFile(feed, mode="r"),
@@ -131,11 +145,11 @@ def check_stream(raw: IO[bytes], options: CsvOptions, table: TableCheck) -> int:
             memory_pool=_POOL,
         )
     except pa.ArrowException as exc:
-        raise FallBack(feed.problem or str(exc)) from exc
+        feed.stop(str(exc))
     try:
         return _Blocks(table, feed).run(reader)
     except pa.ArrowException as exc:  # rows of another width, bytes that are not UTF-8
-        raise FallBack(feed.problem or str(exc)) from exc
+        feed.stop(str(exc))
     finally:
         reader.close()
 
@@ -197,7 +211,7 @@ class _Blocks:
 
     def _watch(self) -> None:
         if self.feed.problem is not None:
-            raise FallBack(self.feed.problem)
+            self.feed.stop()
 
     def _shape(self, batch: pa.RecordBatch) -> None:
         if any(column.type != pa.string() for column in batch.columns):

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from module_system.validation.reading import DEFAULT_MAX_RATIO, ReadLimits
+
 
 class CsvOptions(BaseModel):
     """The ``validation: {csv: ...}`` block."""
@@ -20,6 +22,10 @@ class CsvOptions(BaseModel):
     table_schema: dict[str, Any] | None = None
     schema_source: str = "inline"
     min_rows: int | None = Field(None, ge=0, description="fewer data rows make the file invalid")
+    max_decompression_ratio: float | None = Field(DEFAULT_MAX_RATIO, gt=1)
+
+    def read_limits(self) -> ReadLimits:
+        return ReadLimits(max_ratio=self.max_decompression_ratio)
 
     @field_validator("encoding")
     @classmethod

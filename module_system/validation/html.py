@@ -22,8 +22,10 @@ from selectolax.lexbor import LexborHTMLParser
 
 from module_system.text_encoding import decode_html
 from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
+from module_system.validation.reading import DEFAULT_MAX_RATIO, ReadLimits
 
 INVISIBLE_TAGS = ["script", "style", "noscript", "template"]
+DEFAULT_MAX_PAGE_BYTES = 64 * 1024 * 1024  # the page and its parsed tree are held whole
 _SPACE = re.compile(r"\s+")
 
 
@@ -33,6 +35,8 @@ class HtmlOptions(BaseModel):
     required_selectors: list[str] = Field(default_factory=list)
     forbidden_selectors: list[str] = Field(default_factory=list)
     min_text_length: int = Field(0, ge=0, description="visible characters, whitespace collapsed")
+    max_file_bytes: int | None = Field(DEFAULT_MAX_PAGE_BYTES, gt=0, description="read whole")
+    max_decompression_ratio: float | None = Field(DEFAULT_MAX_RATIO, gt=1)
 
     @field_validator("required_selectors", "forbidden_selectors")
     @classmethod
@@ -56,7 +60,9 @@ class HtmlValidator(Validator):
     options: HtmlOptions
 
     def validate(self, path: Path, name: str) -> Verdict:
-        with open_binary(path, name) as fh:
+        options = self.options
+        limits = ReadLimits(options.max_file_bytes, options.max_decompression_ratio)
+        with open_binary(path, name, limits) as fh:
             body = fh.read()
         issues = IssueCollector()
         if not body.strip():

@@ -15,10 +15,10 @@ block (see :meth:`ApiSource.adapt_validation`), so the path is written once in t
 
 from __future__ import annotations
 
-import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import jsonschema_rs
 import orjson
@@ -26,15 +26,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from module_system import json_path
 from module_system.validation.base import (
+    InputRefused,
     IssueCollector,
     Validator,
     Verdict,
     open_binary,
     read_json_object,
 )
+from module_system.validation.reading import DEFAULT_MAX_RATIO, ReadLimits
 
 LINE_DELIMITED = (".ndjson", ".jsonl")
 BATCH_LINES = 1000
+LINE_CHUNK = 1024 * 1024
+# orjson holds a document in memory several times over as Python objects: a cap by default.
+DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
+LIMIT_OPTIONS = {"max_file_bytes", "max_decompression_ratio"}
 
 
 class JsonSchemaOptions(BaseModel):
@@ -43,6 +49,12 @@ class JsonSchemaOptions(BaseModel):
     schema_: dict[str, Any] = Field(alias="schema")
     source: str = "inline"
     records_path: str | None = None  # None: the schema applies to the whole document
+    max_file_bytes: int | None = Field(
+        DEFAULT_MAX_FILE_BYTES, gt=0,
+        description="the largest JSON text parsed at once (a .json document, decompressed, "
+        "or one NDJSON line); a bigger one makes the file invalid (too_large)",
+    )  # fmt: skip
+    max_decompression_ratio: float | None = Field(DEFAULT_MAX_RATIO, gt=1)
 
 
 class JsonSchemaValidator(Validator):
@@ -63,11 +75,12 @@ class JsonSchemaValidator(Validator):
     @classmethod
     def parse_options(cls, raw: Any, base_dir: Path) -> JsonSchemaOptions:
         if isinstance(raw, dict) and "schema" in raw:  # "schema" is no JSON Schema keyword
-            extra = sorted(set(raw) - {"schema", "records_path"})
+            extra = sorted(set(raw) - {"schema", "records_path", *LIMIT_OPTIONS})
             if extra:
                 raise ValueError(f"unknown option(s) {', '.join(extra)}")
             options = cls.parse_options(raw["schema"], base_dir)
-            return options.model_copy(update={"records_path": raw.get("records_path")})
+            given = {k: v for k, v in raw.items() if k != "schema"}
+            return JsonSchemaOptions.model_validate({**options.model_dump(), **given})
         if isinstance(raw, str):
             schema_path = (base_dir / raw).resolve()
             schema = read_json_object(schema_path, "schema")
@@ -93,7 +106,9 @@ class JsonSchemaValidator(Validator):
         return issues.verdict(self.name, records)
 
     def _validate_document(self, path: Path, name: str, issues: IssueCollector) -> int:
-        with open_binary(path, name) as fh:
+        options: JsonSchemaOptions = self.options
+        limits = ReadLimits(options.max_file_bytes, options.max_decompression_ratio)
+        with open_binary(path, name, limits) as fh:
             data = fh.read()
         try:
             instance = orjson.loads(data)
@@ -122,8 +137,9 @@ class JsonSchemaValidator(Validator):
 
     def _validate_lines(self, path: Path, name: str, issues: IssueCollector) -> int:
         records = done = 0
-        with open_binary(path, name) as fh:
-            while batch := list(itertools.islice(fh, BATCH_LINES)):
+        limits = ReadLimits(max_ratio=self.options.max_decompression_ratio)
+        with open_binary(path, name, limits) as fh:
+            for batch in _line_batches(fh, self.options.max_file_bytes):
                 if self._batch_is_valid(batch):
                     records += len(batch)
                 else:  # find and report the problems line by line
@@ -176,6 +192,42 @@ def _array_validator(schema: dict[str, Any]) -> Any:
         return jsonschema_rs.validator_for(wrapper, validate_formats=True)
     except (ValueError, jsonschema_rs.ValidationError):
         return None
+
+
+def _line_batches(fh: IO[bytes], limit: int | None) -> Iterator[list[bytes]]:
+    """The lines of ``fh`` (without their ``\\n``) in lists of at most ``BATCH_LINES``,
+    none longer than ``limit`` bytes: a line is held whole, so a file of one endless line
+    must not be. Read in chunks and split in C (iterating over the file would hold any
+    line whole)."""
+    pending: list[bytes] = []  # the start of a line that has not ended yet
+    waiting = number = 0
+    while chunk := fh.read(LINE_CHUNK):
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            waiting += len(chunk)
+            _check_line_length(waiting, number + 1, limit)
+            continue
+        lines = chunk.split(b"\n")
+        if pending:
+            lines[0] = b"".join([*pending, lines[0]])
+        last = lines.pop()
+        if limit is not None and limit < waiting + len(chunk):  # a line may be too long
+            longest = max(range(len(lines)), key=lambda i: len(lines[i]))
+            _check_line_length(len(lines[longest]), number + longest + 1, limit)
+        pending, waiting = ([last], len(last)) if last else ([], 0)
+        number += len(lines)
+        for start in range(0, len(lines), BATCH_LINES):
+            yield lines[start : start + BATCH_LINES]
+    if pending:
+        yield [b"".join(pending)]
+
+
+def _check_line_length(size: int, number: int, limit: int | None) -> None:
+    if limit is not None and size > limit:
+        raise InputRefused(
+            f"line {number} is longer than {limit:,} bytes (max_file_bytes); not read further",
+            reason="too_large",
+        )
 
 
 def _json_path(parts: Any) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from module_system.validation import VALIDATORS
-from module_system.validation.base import Issue, Validator, Verdict
+from module_system.validation.base import InputRefused, Issue, Validator, Verdict
 
 
 class ValidationSuite:
@@ -35,7 +35,7 @@ class ValidationSuite:
             configured = ", ".join(v.name for v in self.validators)
             issue = Issue(f"no configured validator ({configured}) checks files named like this")
             return Verdict(False, "none", [issue], 1)
-        verdicts = [v.validate(path, name) for v in applicable]
+        verdicts = [_verdict(v, path, name) for v in applicable]
         if len(verdicts) == 1:
             return verdicts[0]
         return Verdict(
@@ -45,3 +45,12 @@ class ValidationSuite:
             error_count=sum(v.error_count for v in verdicts),
             records=verdicts[0].records,
         )
+
+
+def _verdict(validator: Validator, path: Path, name: str) -> Verdict:
+    """The validator's verdict; a file it refused to read on (too large, a decompression
+    bomb) is invalid for that reason."""
+    try:
+        return validator.validate(path, name)
+    except InputRefused as exc:
+        return Verdict(False, validator.name, [Issue(str(exc), "file", exc.reason)], 1)
