@@ -12,11 +12,14 @@ from typing import Any, Self
 import pytest
 from pydantic import BaseModel
 
+from module_system.config import load_batch, load_registry
 from module_system.demo.servers import MotoServer
+from module_system.orchestrator.batch import run_batch
 from module_system.pipeline import RunOptions
 from module_system.results import JobStatus
 from module_system.sources import SOURCE_TYPES, RemoteItem, Source, SourceContext
 from module_system.state import StateStore
+from tests.conftest import write_batch, write_registry
 from tests.s3_helpers import run_jobs
 
 
@@ -62,15 +65,18 @@ def gate_source() -> Iterator[None]:
     GateSource.release.set()
 
 
-def press_ctrl_c_once_busy() -> None:
+def press_ctrl_c_once_busy(cancel: threading.Event | None = None) -> None:
     """Once a file is being fetched, send the main thread SIGINT (what Ctrl-C does), then
-    let the fetches finish."""
+    let the fetches finish (with ``cancel``: once the batch has taken the interrupt, so no
+    other file can start before it)."""
     main_thread = threading.main_thread().ident
     assert main_thread is not None
 
     def interrupt() -> None:
         GateSource.entered.wait(30)
         signal.pthread_kill(main_thread, signal.SIGINT)
+        if cancel is not None:
+            cancel.wait(30)
         GateSource.release.set()
 
     threading.Thread(target=interrupt, daemon=True).start()
@@ -98,11 +104,20 @@ def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
 def test_ctrl_c_records_jobs_never_started_as_cancelled(
     tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
 ) -> None:
-    press_ctrl_c_once_busy()
-    services = {f"g{n}": {"type": "gate", "source": {"count": 3}} for n in range(3)}
+    cancel = threading.Event()
+    press_ctrl_c_once_busy(cancel)
+    # One file at a time: when the interrupt comes, the job's second file is still queued.
+    services = {f"g{n}": {"type": "gate", "source": {"count": 3}, "concurrency": 1}
+                for n in range(3)}  # fmt: skip
+    registry = load_registry(write_registry(
+        tmp_path / "registry.yaml", landing(s3_server, landing_bucket), services))  # fmt: skip
     jobs = [("j0", "g0"), ("j1", "g1"), ("j2", "g2")]
-    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url,
-                      max_workers=1)  # fmt: skip
+    batch = load_batch(write_batch(tmp_path / "batch.json", jobs), registry)
+    state = StateStore(state_url)
+    try:
+        result = run_batch(registry, batch, state, max_workers=1, cancel=cancel)
+    finally:
+        state.close()
     assert [j.status for j in result.jobs] == [JobStatus.CANCELLED] * 3
     assert result.jobs[0].counts.uploaded >= 1  # the running job finished its started files
     assert [j.error for j in result.jobs[1:]] == ["not started: batch interrupted"] * 2
@@ -158,8 +173,10 @@ class TurnstileSource(Source):
     running = 0
     peak = 0
 
-    def __init__(self, config: TurnstileConfig) -> None:
-        self.config = config
+    finished: list[str] = []
+
+    def __init__(self, config: TurnstileConfig, job_id: str) -> None:
+        self.config, self.job_id = config, job_id
 
     @classmethod
     def from_config(cls, config: TurnstileConfig, context: SourceContext) -> Self:
@@ -167,7 +184,7 @@ class TurnstileSource(Source):
             cls.started.append(context.job_id)
             cls.running += 1
             cls.peak = max(cls.peak, cls.running)
-        return cls(config)
+        return cls(config, context.job_id)
 
     def list_items(self) -> Iterator[RemoteItem]:
         yield RemoteItem(key="one.json", uri=f"turnstile://{self.config.gate}")
@@ -179,6 +196,7 @@ class TurnstileSource(Source):
     def close(self) -> None:
         with TurnstileSource.lock:
             TurnstileSource.running -= 1
+            TurnstileSource.finished.append(self.job_id)
 
 
 def test_jobs_of_one_service_wait_without_holding_a_worker(
@@ -188,19 +206,21 @@ def test_jobs_of_one_service_wait_without_holding_a_worker(
     job runs: A's second job must not sit in the second slot waiting for the first."""
     SOURCE_TYPES.register("turnstile", TurnstileSource)
     TurnstileSource.gates = {"a": threading.Event(), "b": threading.Event()}
-    TurnstileSource.started, TurnstileSource.running, TurnstileSource.peak = [], 0, 0
+    TurnstileSource.started, TurnstileSource.finished = [], []
+    TurnstileSource.running, TurnstileSource.peak = 0, 0
     TurnstileSource.gates["b"].set()
     seen_while_a1_ran: list[str] = []
 
     def watch() -> None:
-        # Wait for B's job to finish (its gate is open) while A's first job is held.
-        deadline = threading.Event()
+        # Wait (at most 15 s) for B's job to finish (its gate is open) while A's first
+        # job is held at its gate.
+        pause = threading.Event()
         for _ in range(300):
             with TurnstileSource.lock:
-                if "b1" in TurnstileSource.started and TurnstileSource.running == 1:
+                if TurnstileSource.finished == ["b1"] and TurnstileSource.running == 1:
                     seen_while_a1_ran.extend(TurnstileSource.started)
                     break
-            deadline.wait(0.05)
+            pause.wait(0.05)
         TurnstileSource.gates["a"].set()
 
     threading.Thread(target=watch, daemon=True).start()
@@ -208,7 +228,7 @@ def test_jobs_of_one_service_wait_without_holding_a_worker(
     jobs = [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b")]
     result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url,
                       max_workers=2)  # fmt: skip
-    assert seen_while_a1_ran == ["a1", "b1"]  # B ran beside A's first job; A's others waited
+    assert sorted(seen_while_a1_ran) == ["a1", "b1"]  # B ran beside A's first job alone
     assert TurnstileSource.peak <= 2
     assert [j for j in TurnstileSource.started if j.startswith("a")] == ["a1", "a2", "a3"]
     assert [j.status for j in result.jobs] == [JobStatus.COMPLETED] * 4
