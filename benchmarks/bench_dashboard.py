@@ -213,11 +213,14 @@ def batch_run(workdir: Path, registry: Path, batch: Path, state_url: str) -> tup
 
 def poll_live(url: str, stop: threading.Event) -> None:
     """What an open run page does: fetch its live fragment every 1.5 s."""
+    run_id = None
     with httpx.Client(base_url=url, timeout=10) as client:
         while not stop.wait(1.5):
-            runs = client.get("/api/runs?per_page=1").json()["runs"]
-            if runs:
-                client.get(f"/runs/{runs[0]['run_id']}?fragment=1")
+            if run_id is None:  # the user opens the run's page once it is listed
+                runs = client.get("/api/runs?per_page=1&status=running").json()["runs"]
+                run_id = runs[0]["run_id"] if runs else None
+            else:
+                client.get(f"/runs/{run_id}?fragment=1").raise_for_status()
 
 
 def live_cost(files: int) -> None:
