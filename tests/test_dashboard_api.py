@@ -177,3 +177,17 @@ def test_pages_carry_security_headers(site: str) -> None:
     headers = httpx.get(site + "/").headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+
+
+def test_dashboard_command_refuses_to_bind_beyond_loopback_without_a_token(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from module_system.cli import main
+
+    state = f"sqlite:///{tmp_path / 'state.db'}"
+    result = CliRunner().invoke(main, ["dashboard", "--host", "0.0.0.0", "--state-url", state,
+                                       "--log-dir", str(tmp_path / "logs")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "binding beyond loopback needs a token" in result.output

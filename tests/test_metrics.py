@@ -3,6 +3,7 @@ whose outcome is known, from the dashboard's /metrics and from ``run --metrics-p
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -130,3 +131,23 @@ def scrape_until_running(url: str, process: subprocess.Popen[bytes]) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_run_metrics_port_in_use_is_a_configuration_error(tmp_path: Path, state_url: str) -> None:
+    from click.testing import CliRunner
+
+    from module_system.cli import main
+
+    registry, batch = write_files(tmp_path, {"bucket": "unused"},
+                                  {"slow": api_service("http://127.0.0.1:9/obs")},
+                                  [("slow_1", "slow")])  # fmt: skip
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, [
+            "run", "--batch-file", str(batch), "--registry", str(registry),
+            "--state-url", state_url, "--log-dir", str(tmp_path / "logs"),
+            "--metrics-port", str(port)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"--metrics-port {port}: cannot listen on 127.0.0.1" in result.output
