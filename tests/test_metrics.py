@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import JSON
 
 from module_system.demo.servers import MotoServer, free_port
 from module_system.state import StateStore
@@ -67,6 +68,9 @@ def test_dashboard_metrics_match_two_known_runs(
     run_jobs(tmp_path, landing, services, [("fin_2", "fin")], state_url)  # all unchanged
 
     store = StateStore(state_url)
+    with store.engine.begin() as conn:  # a job whose counts are a JSON null counts nothing
+        conn.execute(tables.jobs.insert().values(run_id="r0", job_id="j0", service_id="fin",
+                                                 status="cancelled", counts=JSON.NULL))  # fmt: skip
     with store.engine.connect() as conn:
         finished = conn.scalar(
             tables.jobs.select().with_only_columns(tables.jobs.c.finished_at)

@@ -442,12 +442,13 @@ def metrics_snapshot(engine: Engine) -> MetricsSnapshot:
 def _count_sums(conn: Any) -> Any:
     """Per service and source type: bytes, then each outcome's files, summed over jobs.
     PostgreSQL parses a ``json`` value again for each ``->>``; ``json_to_record`` parses
-    each job's counts once (2-3 times faster over many jobs)."""
+    each job's counts once (2-3 times faster over many jobs); it fails on anything but an
+    object, so a JSON ``null`` is passed as SQL NULL."""
     jobs = schema.jobs
     keys = ["bytes", *OUTCOME_COUNTS.values()]
     if conn.dialect.name == "postgresql":
         record = (
-            func.json_to_record(jobs.c.counts)
+            func.json_to_record(case((func.json_typeof(jobs.c.counts) == "object", jobs.c.counts)))
             .table_valued(*(column(k, Float if k == "bytes" else BigInteger) for k in keys))
             .render_derived(name="c", with_types=True)
         )
