@@ -37,7 +37,8 @@ class Dashboard:
     def __init__(self, settings: DashboardSettings, store: StateStore) -> None:
         self.settings = settings
         self.store = store
-        self.state_label = mask_url(store.url)
+        # A SQLite URL holds no secret, and mask_url's round trip drops its slashes.
+        self.state_label = store.url if store.url.startswith("sqlite") else mask_url(store.url)
         self.reruns = Reruns(settings, store)
         self.metrics: CollectorRegistry = metrics_registry(
             lambda: queries.metrics_snapshot(store.engine)
