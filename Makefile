@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	@# dclint (npm) lints compose.yaml in the tests; without npm that test is skipped.
+	@# npm tools the tests use: dclint lints compose.yaml, mermaid parses the docs' diagrams
+	@# (in Chromium); without npm those two tests are skipped.
 	command -v npm >/dev/null && npm install --silent --no-audit --no-fund \
-	  --prefix $(VENV)/node dclint@3.1.0 || echo "npm not found: compose lint test skipped"
+	  --prefix $(VENV)/node dclint@3.1.0 mermaid@11.17.2 || echo "npm not found: tests skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)
