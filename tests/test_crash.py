@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from module_system.demo.servers import MotoServer
+from module_system.state import StateStore
 from tests.conftest import list_keys, read_json, write_batch, write_registry
 from tests.faulty_proxy import faulty_proxy
 from tests.s3_helpers import s3_service
@@ -86,6 +87,17 @@ def test_a_killed_run_is_completed_by_the_next_without_duplicates_or_partial_obj
     assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []
     files = read_json(s3, landing_bucket, ROOT + "_manifests/j2.json")["files"]
     assert len({f["key"] for f in files}) == len(files) == len(bodies)
+
+    store = StateStore(state_url)
+    try:
+        killed = next(run for run in store.runs() if any(
+            job["job_id"] == "j1" for job in store.jobs(run["run_id"])))  # fmt: skip
+        job = store.jobs(killed["run_id"])[0]
+        # the next job of the service took over the dead run's lease and closed its record
+        assert killed["status"] == "interrupted"
+        assert job["status"] == "failed" and "interrupted" in job["error"]
+    finally:
+        store.close()
 
     third = run_cli(tmp_path, state_url, "j3")
     assert third.wait(120) == 0

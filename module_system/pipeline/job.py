@@ -96,6 +96,7 @@ class JobRun:
         try:
             self.lease.acquire(wait=self.options.wait_for_lease, cancel=self.cancel)
             leased = True
+            self._close_dead_holders_job()
             lander = S3Lander(self.registry.landing)
             self._clear_leftovers(lander)
             self._run_source(lander)
@@ -121,6 +122,18 @@ class JobRun:
         source = source_uri(self.service.type, self.service.source)
         landing = f"s3://{self.registry.landing.bucket}/{self.layout.root}"
         return JobLineage.for_job(self.job.service_id, self.job.job_id, source, landing)
+
+    def _close_dead_holders_job(self) -> None:
+        """The lease was taken over from a job whose process died: it is not running any
+        more, so the history (and the dashboard) stop showing it as such."""
+        dead = self.lease.replaced
+        if dead is None:
+            return
+        log.warning("%s; that job's process is gone: recorded as interrupted", dead.describe())
+        try:
+            self.state.mark_interrupted(dead.run_id, dead.job_id)
+        except Exception as exc:  # history only: the job goes on
+            log.error("could not record job %s as interrupted: %s", dead.job_id, exc)
 
     def _clear_leftovers(self, lander: S3Lander) -> None:
         removed = self.upload_retrier.call(

@@ -70,6 +70,7 @@ class ServiceLease:
         self.ttl = ttl
         self.holder = _holder_id()
         self.lost = threading.Event()  # set when renewal finds the lease taken by another
+        self.replaced: LeaseInfo | None = None  # a dead holder's lease this one took over
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -123,6 +124,14 @@ class ServiceLease:
 
     # ---------------------------------------------------------------------------------
     def _try_take(self) -> bool:
+        before = self.current()  # if taken over: whose job died holding it
+        if self._take():
+            if before is not None and before.holder != self.holder:
+                self.replaced = before
+            return True
+        return False
+
+    def _take(self) -> bool:
         now = datetime.now(UTC)
         row = {
             "service_id": self.service_id, "run_id": self.run_id, "job_id": self.job_id,

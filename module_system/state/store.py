@@ -119,6 +119,22 @@ class StateStore:
                 .values(status=status, finished_at=_now())
             )
 
+    def mark_interrupted(self, run_id: str, job_id: str) -> None:
+        """A job whose process died mid-way (its lease was taken over): no longer running."""
+        error = "interrupted: its process stopped before the job ended"
+        with self._writing() as conn:
+            conn.execute(
+                schema.jobs.update()
+                .where(schema.jobs.c.run_id == run_id, schema.jobs.c.job_id == job_id,
+                       schema.jobs.c.status == "running")
+                .values(status="failed", error=error, finished_at=_now())
+            )  # fmt: skip
+            conn.execute(
+                schema.runs.update()
+                .where(schema.runs.c.run_id == run_id, schema.runs.c.status == "running")
+                .values(status="interrupted", finished_at=_now())
+            )
+
     def save_job(self, run_id: str, job_id: str, service_id: str, **values: Any) -> None:
         """Insert or update a job row (status, error, counts, timestamps)."""
         row = {"run_id": run_id, "job_id": job_id, "service_id": service_id, **values}
