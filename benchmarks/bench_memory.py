@@ -32,7 +32,7 @@ from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer  # noqa: E40
 from module_system.state import StateStore  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-SOURCE = '''
+SOURCE = """
 from module_system.sources.base import RemoteItem, Source
 from pydantic import BaseModel
 
@@ -57,7 +57,7 @@ class SyntheticSource(Source):
 
     def fetch(self, item, dest):
         dest.write_bytes(b"{}")
-'''
+"""
 
 
 def make_plugin(folder: Path) -> None:
@@ -86,10 +86,13 @@ def prefill(url: str, n: int, prefix: str) -> None:
         raw.commit()
         raw.close()
     else:
-        with psycopg.connect(url) as conn, conn.cursor() as cur:
-            with cur.copy(f"COPY ms_files ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((*row, "2026-01-01T00:00:00Z"))
+        with (
+            psycopg.connect(url) as conn,
+            conn.cursor() as cur,
+            cur.copy(f"COPY ms_files ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row((*row, "2026-01-01T00:00:00Z"))
     store.close()
 
 
@@ -112,8 +115,9 @@ def run_one(store: str, n: int, moto: MotoServer, work: Path) -> dict[str, float
     import boto3
 
     bucket = f"landing-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
-                 aws_access_key_id="x", aws_secret_access_key="x").create_bucket(Bucket=bucket)  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
+                      aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
+    s3.create_bucket(Bucket=bucket)
     db_name = None
     if store == "sqlite":
         url = f"sqlite:///{work / f'state-{n}.db'}"

@@ -39,7 +39,8 @@ def seed(s3: Any, bucket: str) -> dict[str, bytes]:
 def run_cli(tmp_path: Path, state_url: str, job_id: str) -> subprocess.Popen[bytes]:
     args = ["run", "--batch-file", str(tmp_path / f"{job_id}.json"),
             "--registry", str(tmp_path / "registry.yaml"), "--state-url", state_url,
-            "--log-dir", str(tmp_path / "logs"), "--report", str(tmp_path / f"{job_id}.report")]  # fmt: skip
+            "--log-dir", str(tmp_path / "logs"),
+            "--report", str(tmp_path / f"{job_id}.report")]  # fmt: skip
     write_batch(tmp_path / f"{job_id}.json", [(job_id, "svc")])
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return subprocess.Popen([sys.executable, "-m", "module_system", *args], env=env,

@@ -62,8 +62,8 @@ def test_a_job_that_keeps_being_throttled_times_out_instead_of_sleeping(
         return "503" if method == "GET" and "/in/a.json" in path else None
 
     with faulty_proxy(s3_server.url, throttle_downloads) as proxy:
-        service = s3_service(proxy.url, source_bucket, timeout=1,
-                             retry={"attempts": 10, "backoff": 600, "max_backoff": 600})  # fmt: skip
+        retry = {"attempts": 10, "backoff": 600, "max_backoff": 600}
+        service = s3_service(proxy.url, source_bucket, timeout=1, retry=retry)
         landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
         job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
     assert job.status is JobStatus.TIMED_OUT, job.error

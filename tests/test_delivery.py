@@ -71,7 +71,8 @@ def test_a_changed_file_that_became_invalid_supersedes_a_valid_version(
     assert job.counts.invalid == 1
     entry = read_json(s3, landing_bucket, ROOT + "_manifests/j2.json")["files"][0]
     assert entry["outcome"] == "quarantined" and entry["note"] == "supersedes a valid version"
-    assert landed_bytes(s3, landing_bucket, ROOT + "validated/a.json") == good  # kept, as documented
+    # the last valid copy stays, as documented
+    assert landed_bytes(s3, landing_bucket, ROOT + "validated/a.json") == good
     assert ROOT + "quarantine/a.json" in list_keys(s3, landing_bucket, ROOT + "quarantine/")
 
 

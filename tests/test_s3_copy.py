@@ -40,7 +40,8 @@ def test_same_endpoint_lands_by_copy_with_our_checksum_and_metadata(
     job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
 
     assert job.status is JobStatus.COMPLETED and (job.counts.valid, job.counts.invalid) == (1, 1)
-    files = {f["key"]: f for f in read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"]}
+    manifest = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")
+    files = {f["key"]: f for f in manifest["files"]}
     assert files["a.json"]["transfer"] == "copy" and files["bad.json"]["transfer"] == "copy"
     body, head = stored(s3, landing_bucket, ROOT + "validated/a.json")
     assert body == good
