@@ -22,7 +22,7 @@ from typing import Any
 
 from distributed import Event, Worker, WorkerPlugin, get_client, get_worker
 
-from module_system.config.models import JobSpec, Registry
+from module_system.config.models import JobSpec, LandingConfig, Registry
 from module_system.errors import ConfigError, ModuleSystemError
 from module_system.landing.keys import LandingLayout
 from module_system.landing.uploader import S3Lander
@@ -79,6 +79,7 @@ class WorkerSetup(WorkerPlugin):
 _prepared_lock = threading.Lock()
 _prepared: set[str] = set()  # addresses of the workers of this process already set up
 _stores: dict[str, StateStore] = {}
+_landers: dict[LandingConfig, S3Lander] = {}
 
 
 def check(client_fingerprint: fingerprint.Fingerprint, address: str = "") -> None:
@@ -179,8 +180,8 @@ def _upload_log(task: RemoteJob, result: JobResult) -> None:
     layout = LandingLayout(task.registry.landing.prefix, source.type_name, task.job.service_id,
                            source.landing_area)  # fmt: skip
     key = layout.log_key(task.job.job_id)
-    lander = S3Lander(task.registry.landing)
     try:
+        lander = _lander(task.registry.landing)
         digest = lander.digest(path)
         metadata = {"job-id": task.job.job_id, "run-id": task.run_id}
         Retrier(task.registry.landing.retry).call(
@@ -189,8 +190,15 @@ def _upload_log(task: RemoteJob, result: JobResult) -> None:
         path.unlink(missing_ok=True)
     except (ModuleSystemError, OSError) as exc:
         result.notes.append(f"the job's log file was not uploaded to {key}: {exc}")
-    finally:
-        lander.close()
+
+
+def _lander(landing: LandingConfig) -> S3Lander:
+    """This process's lander for log files (thread-safe; a boto3 client is slow to make)."""
+    with _prepared_lock:
+        lander = _landers.get(landing)
+        if lander is None:
+            lander = _landers[landing] = S3Lander(landing)
+        return lander
 
 
 class _CancelWatch:
