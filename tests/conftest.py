@@ -1,9 +1,12 @@
-"""Shared fixtures: a real S3 API server (moto in server mode) on a free loopback port,
-a clean environment, and helpers to write registries and batch files."""
+"""Every shared fixture, in one place: a clean environment, a real S3 API server (moto in
+server mode) on a free loopback port, the landing block for it, a state DB, and
+``run_jobs`` / ``run_job`` to run a batch end to end. Fixtures for one protocol (FTP/SFTP
+servers, the test REST API) live beside their servers and are registered below; plain
+helpers are in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,10 +15,22 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 
+from module_system.config import load_batch, load_registry
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer
 from module_system.observability.redaction import forget_secrets
+from module_system.orchestrator.batch import run_batch
+from module_system.pipeline import RunOptions
+from module_system.results import BatchResult, JobResult
+from module_system.state import StateStore
+from tests import helpers
+from tests.helpers import RunJob, RunJobs, list_keys, read_json, write_batch, write_registry
+
+# Re-exported for test files that still import them from here; new code imports
+# them from tests.helpers.
+__all__ = ["list_keys", "read_json", "write_batch", "write_registry"]
+
+pytest_plugins = ["tests.conftest_ftp", "tests.api_server"]
 
 SCRUBBED_PREFIXES = ("AWS_", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "MODULE_SYSTEM_")
 
@@ -78,41 +93,66 @@ def state_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'state.db'}"
 
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A throwaway database on the machine's PostgreSQL server, dropped afterwards."""
-    import psycopg
-
-    name = f"ms_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with helpers.pg_database() as url:
+        yield url
 
 
-def write_registry(path: Path, landing: dict[str, Any], services: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump({"landing": landing, "services": services}, sort_keys=False))
-    return path
+@pytest.fixture
+def landing(s3_server: MotoServer, landing_bucket: str) -> dict[str, Any]:
+    """The registry's ``landing:`` block: the test S3 server and a fresh bucket."""
+    return {"bucket": landing_bucket, "endpoint_url": s3_server.url, "region": "us-east-1"}
 
 
-def write_batch(path: Path, jobs: list[tuple[str, str]], description: str = "test") -> Path:
-    data = {"description": description, "jobs": [{"job_id": j, "service_id": s} for j, s in jobs]}
-    path.write_text(json.dumps(data))
-    return path
+@pytest.fixture
+def run_jobs(tmp_path: Path, landing: dict[str, Any], state_url: str) -> RunJobs:
+    """``run_jobs(services, jobs=None, options=None, *, landing=..., state_url=...,
+    max_workers=4, **run_batch_keywords)``: write a registry and a batch into a folder of
+    their own under ``tmp_path`` and run the batch. ``jobs`` defaults to one job a service,
+    ``job_<service>``. Every call uses the test's state DB unless told another, so a second
+    call is an incremental run."""
+    calls = itertools.count(1)
+    test_landing, test_state_url = landing, state_url
+
+    def run(
+        services: dict[str, Any],
+        jobs: list[tuple[str, str]] | None = None,
+        options: RunOptions | None = None,
+        *,
+        landing: dict[str, Any] | None = None,
+        state_url: str | None = None,
+        max_workers: int = 4,
+        **batch: Any,
+    ) -> BatchResult:
+        folder = tmp_path / f"run{next(calls)}"
+        folder.mkdir()
+        registry = load_registry(
+            write_registry(folder / "registry.yaml", landing or test_landing, services)
+        )
+        jobs = jobs or [(f"job_{name}", name) for name in services]
+        batch_file = load_batch(write_batch(folder / "batch.json", jobs), registry)
+        state = StateStore(state_url or test_state_url)
+        options = options or RunOptions()
+        try:
+            return run_batch(
+                registry, batch_file, state, max_workers=max_workers, options=options, **batch
+            )
+        finally:
+            state.close()
+
+    return run
 
 
-def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
-    keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return sorted(keys)
+@pytest.fixture
+def run_job(run_jobs: RunJobs) -> RunJob:
+    """``run_job(service, options=None, **run_jobs_keywords)``: one job of one service,
+    ``svc``; the jobs of a test are ``job1``, ``job2``, … Returns the job's result."""
+    calls = itertools.count(1)
 
+    def run(service: dict[str, Any], options: RunOptions | None = None, **where: Any) -> JobResult:
+        job_id = f"job{next(calls)}"
+        return run_jobs({"svc": service}, [(job_id, "svc")], options, **where).jobs[0]
 
-def read_json(s3: Any, bucket: str, key: str) -> Any:
-    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return run
