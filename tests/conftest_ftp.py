@@ -1,5 +1,5 @@
-"""Fixtures for FTP/FTPS/SFTP tests; test modules load them with
-``pytest_plugins = ["tests.conftest_ftp"]``.
+"""Fixtures for FTP/FTPS/SFTP tests, registered for every test module by
+``tests/conftest.py``; jobs against these servers run with its ``run_job``.
 
 ``remote`` is an FTP server in one run of a test and an SFTP server in the other: the
 scenarios both protocols share are written once against it."""
@@ -13,11 +13,7 @@ from typing import Any
 import pytest
 import trustme
 
-from module_system.demo.servers import MotoServer
-from module_system.pipeline import RunOptions
-from module_system.results import JobResult
 from tests.ftp_servers import FileServer, FtpServer, SftpServer, make_tree
-from tests.s3_helpers import run_jobs
 
 
 @pytest.fixture(scope="session")
@@ -88,27 +84,3 @@ def protocol(request: pytest.FixtureRequest) -> str:
 def remote(file_servers: Callable[..., FileServer], protocol: str) -> FileServer:
     """A server of each protocol in turn, serving ``ftp_root``."""
     return file_servers(protocol)
-
-
-@pytest.fixture
-def landing(s3_server: MotoServer, landing_bucket: str) -> dict[str, Any]:
-    return {"bucket": landing_bucket, "endpoint_url": s3_server.url, "region": "us-east-1"}
-
-
-@pytest.fixture
-def run_ftp_job(
-    tmp_path: Path, landing: dict[str, Any], state_url: str
-) -> Callable[..., JobResult]:
-    """Run one job of one service (``service`` from :func:`ftp_service`); same state DB
-    across calls, so a second call is an incremental run."""
-    counter = iter(range(1, 1000))
-
-    def run(service: dict[str, Any], options: RunOptions | None = None) -> JobResult:
-        number = next(counter)
-        folder = tmp_path / f"run{number}"
-        folder.mkdir()
-        result = run_jobs(folder, landing, {"svc": service}, [(f"job{number}", "svc")],
-                          state_url, options)  # fmt: skip
-        return result.jobs[0]
-
-    return run

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from module_system.errors import ItemVanished, JobCancelled, TerminalError, TransientError
-from module_system.results import JobResult, JobStatus
+from module_system.results import JobStatus
 from module_system.sources.connection_pool import ConnectionPool
 from module_system.sources.sftp import READ_AHEAD
 from module_system.sources.sftp_read_ahead import BLOCK
@@ -29,10 +29,8 @@ from tests.ftp_servers import (
     ftp_service,
     make_tree,
 )
+from tests.helpers import RunJob
 
-pytest_plugins = ["tests.conftest_ftp"]
-
-Runner = Callable[..., JobResult]
 Servers = Callable[..., FileServer]
 
 # (a refused read, a file gone since the listing, a wrong password)
@@ -64,14 +62,14 @@ def test_errors_carry_the_protocols_reason(
 
 
 def test_ftp_421_is_retried_and_counted_by_its_code(
-    ftp_server: Callable[..., FtpServer], run_ftp_job: Runner
+    ftp_server: Callable[..., FtpServer], run_job: RunJob
 ) -> None:
     server = ftp_server()
     server.server.max_cons_per_ip = 1  # a second connection is told "421 Too many"
     with ftplib.FTP() as taken:
         taken.connect("127.0.0.1", server.port, timeout=10)
         taken.login(USER, PASSWORD)
-        job = run_ftp_job(ftp_service(server.port))
+        job = run_job(ftp_service(server.port))
     assert job.status is JobStatus.FAILED
     assert "421" in (job.error or "")
     assert job.retries == {"ftp_421": 3}  # attempts: 4
@@ -245,11 +243,11 @@ def _clear_text_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRe
 
 
 def test_plain_ftp_with_a_password_is_warned_about_once_per_job(
-    ftp_server: Callable[..., FtpServer], run_ftp_job: Runner, caplog: pytest.LogCaptureFixture
+    ftp_server: Callable[..., FtpServer], run_job: RunJob, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = ftp_server()
     with caplog.at_level(logging.WARNING, logger="module_system.sources"):
-        job = run_ftp_job(ftp_service(server.port))  # 5 files on up to 4 connections
+        job = run_job(ftp_service(server.port))  # 5 files on up to 4 connections
     assert job.status is JobStatus.COMPLETED, job.error
     (warning,) = _clear_text_warnings(caplog)
     assert warning.levelno == logging.WARNING and f"127.0.0.1:{server.port}" in warning.getMessage()
@@ -257,12 +255,12 @@ def test_plain_ftp_with_a_password_is_warned_about_once_per_job(
 
 
 def test_no_clear_text_warning_for_ftps_or_anonymous(
-    ftp_server: Callable[..., FtpServer], run_ftp_job: Runner, tls_files: dict[str, Path],
+    ftp_server: Callable[..., FtpServer], run_job: RunJob, tls_files: dict[str, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     server = ftp_server("explicit")
     with caplog.at_level(logging.WARNING, logger="module_system.sources"):
-        job = run_ftp_job(ftp_service(server.port, tls="explicit", ca_file=str(tls_files["ca"])))
+        job = run_job(ftp_service(server.port, tls="explicit", ca_file=str(tls_files["ca"])))
         anonymous = FileServer("ftp", server.port, server.state)
         anonymous.source(username="anonymous", password="guest@example.com").close()
     assert job.status is JobStatus.COMPLETED, job.error

@@ -10,22 +10,19 @@ from typing import Any
 
 import pytest
 
-from module_system.results import JobResult, JobStatus
+from module_system.results import JobStatus
 from tests.ftp_servers import GOOD_CSV, FtpServer, ftp_service
+from tests.helpers import RunJob
 from tests.test_file_servers import assert_landed
-
-pytest_plugins = ["tests.conftest_ftp"]
-
-Runner = Callable[..., JobResult]
 
 
 @pytest.mark.parametrize("tls", ["explicit", "implicit"])
 def test_ftps_with_a_trusted_ca(
-    tls: str, ftp_server: Callable[..., FtpServer], run_ftp_job: Runner, s3: Any,
+    tls: str, ftp_server: Callable[..., FtpServer], run_job: RunJob, s3: Any,
     landing: dict[str, Any], ftp_root: Path, tls_files: dict[str, Path],
 ) -> None:  # fmt: skip
     server = ftp_server(tls)
-    job = run_ftp_job(ftp_service(server.port, tls=tls, ca_file=str(tls_files["ca"])))
+    job = run_job(ftp_service(server.port, tls=tls, ca_file=str(tls_files["ca"])))
     assert_landed(s3, landing, ftp_root, job, f"ftps://alice@127.0.0.1:{server.port}/")
     commands = server.state["commands"]
     assert "PROT P" in commands
@@ -33,27 +30,27 @@ def test_ftps_with_a_trusted_ca(
 
 
 def test_ftps_untrusted_certificate_fails_unless_verify_is_off(
-    ftp_server: Callable[..., FtpServer], run_ftp_job: Runner
+    ftp_server: Callable[..., FtpServer], run_job: RunJob
 ) -> None:
     server = ftp_server("explicit")
-    job = run_ftp_job(ftp_service(server.port, tls="explicit"))
+    job = run_job(ftp_service(server.port, tls="explicit"))
     assert job.status is JobStatus.FAILED
     assert "TLS handshake failed: certificate not trusted" in (job.error or "")
-    insecure = run_ftp_job(ftp_service(server.port, tls="explicit", verify=False))
+    insecure = run_job(ftp_service(server.port, tls="explicit", verify=False))
     assert insecure.status is JobStatus.COMPLETED, insecure.error
 
 
 def test_explicit_tls_against_a_plain_server_is_refused_clearly(
-    ftp_server: Callable[..., FtpServer], run_ftp_job: Runner
+    ftp_server: Callable[..., FtpServer], run_job: RunJob
 ) -> None:
-    job = run_ftp_job(ftp_service(ftp_server("plain").port, tls="explicit"))
+    job = run_job(ftp_service(ftp_server("plain").port, tls="explicit"))
     assert job.status is JobStatus.FAILED
     assert "TLS handshake failed" in (job.error or "")
 
 
-def test_active_mode(ftp_server: Callable[..., FtpServer], run_ftp_job: Runner) -> None:
+def test_active_mode(ftp_server: Callable[..., FtpServer], run_job: RunJob) -> None:
     server = ftp_server()
-    job = run_ftp_job(ftp_service(server.port, passive=False))
+    job = run_job(ftp_service(server.port, passive=False))
     assert job.status is JobStatus.COMPLETED, job.error
     assert any(c.startswith(("PORT", "EPRT")) for c in server.state["commands"])
 
