@@ -12,15 +12,10 @@ import pytest
 from module_system.demo.servers import MotoServer
 from module_system.pipeline import RunOptions
 from module_system.results import JobStatus
-from tests.conftest import list_keys, read_json
-from tests.s3_helpers import run_jobs, s3_service, sha256
+from tests.helpers import RunJobs, list_keys, read_json, sha256, write_batch, write_registry
+from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
-
-
-@pytest.fixture
-def landing(s3_server: MotoServer, landing_bucket: str) -> dict[str, Any]:
-    return {"bucket": landing_bucket, "endpoint_url": s3_server.url, "region": "us-east-1"}
 
 
 def put(s3: Any, bucket: str, files: dict[str, bytes | str]) -> None:
@@ -29,9 +24,8 @@ def put(s3: Any, bucket: str, files: dict[str, bytes | str]) -> None:
 
 
 def test_happy_path_invalid_and_unparseable(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any]
+) -> None:
     good = json.dumps({"id": 1, "day": "2026-11-28"})
     put(s3, source_bucket, {
         "in/a/good.json": good,
@@ -41,8 +35,7 @@ def test_happy_path_invalid_and_unparseable(
         "in/skip.txt": "not included",
         "other/ignored.json": good,
     })  # fmt: skip
-    result = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
-                      [("job1", "svc")], state_url)  # fmt: skip
+    result = run_jobs({"svc": s3_service(s3_server.url, source_bucket)}, [("job1", "svc")])
     (job,) = result.jobs
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.listed, job.counts.valid, job.counts.invalid) == (4, 1, 3)
@@ -77,44 +70,41 @@ def test_happy_path_invalid_and_unparseable(
 
 
 def test_incremental_rerun_and_changed_file(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any]
+) -> None:
     put(
         s3,
         source_bucket,
         {f"in/{n}.json": json.dumps({"id": n, "day": "2026-01-01"}) for n in range(5)},
     )
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    first = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+    first = run_jobs(services, [("j", "svc")]).jobs[0]
     assert (first.counts.uploaded, first.counts.skipped) == (5, 0)
 
-    second = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+    second = run_jobs(services, [("j", "svc")]).jobs[0]
     assert second.status is JobStatus.COMPLETED
     assert (second.counts.uploaded, second.counts.skipped, second.counts.fetched) == (0, 5, 0)
 
     changed = json.dumps({"id": 3, "day": "2026-02-02"}).encode()
     put(s3, source_bucket, {"in/3.json": changed})
-    third = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+    third = run_jobs(services, [("j", "svc")]).jobs[0]
     assert (third.counts.uploaded, third.counts.skipped) == (1, 4)
     landed = s3.get_object(Bucket=landing["bucket"], Key=ROOT + "validated/3.json")["Body"].read()
     assert landed == changed
 
-    full = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url,
-                    RunOptions(full_refresh=True)).jobs[0]  # fmt: skip
+    full = run_jobs(services, [("j", "svc")], RunOptions(full_refresh=True)).jobs[0]
     assert (full.counts.uploaded, full.counts.skipped) == (5, 0)
 
 
 def test_multipart_upload_is_verified(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any]
+) -> None:
     line = json.dumps({"id": 7, "day": "2026-03-04", "pad": "x" * 200}) + "\n"
     data = (line * (12 * 1024 * 1024 // len(line) + 1)).encode()
     put(s3, source_bucket, {"in/big.ndjson": data})
-    landing = {**landing, "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}
-    job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
-                   [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    multipart = {**landing, "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == 1 and job.counts.bytes == len(data)
     key = ROOT + "validated/big.ndjson"
@@ -126,10 +116,10 @@ def test_multipart_upload_is_verified(
 
 
 def test_missing_source_bucket_fails_the_job_clearly(
-    tmp_path: Path, s3_server: MotoServer, landing: dict[str, Any], state_url: str
+    run_jobs: RunJobs, s3_server: MotoServer
 ) -> None:
-    result = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, "no-such-bucket-here")},
-                      [("j", "svc")], state_url)  # fmt: skip
+    services = {"svc": s3_service(s3_server.url, "no-such-bucket-here")}
+    result = run_jobs(services, [("j", "svc")])
     job = result.jobs[0]
     assert job.status is JobStatus.FAILED
     assert "s3://no-such-bucket-here" in job.error and "NoSuchBucket" in job.error
@@ -137,8 +127,8 @@ def test_missing_source_bucket_fails_the_job_clearly(
 
 
 def test_path_like_keys_stay_inside_their_folders(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
+    tmp_path: Path, run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str,
+    landing: dict[str, Any],
 ) -> None:  # fmt: skip
     body = json.dumps({"id": 1, "day": "2026-01-01"})
     long_name = "d" * 250 + "/" + "e" * 250 + "/" + "f" * 400 + ".json"
@@ -150,8 +140,8 @@ def test_path_like_keys_stay_inside_their_folders(
     })  # fmt: skip
     temp_root = tmp_path / "tmp"
     temp_root.mkdir()
-    result = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
-                      [("j", "svc")], state_url, RunOptions(temp_dir=temp_root))  # fmt: skip
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    result = run_jobs(services, [("j", "svc")], RunOptions(temp_dir=temp_root))
     job = result.jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == 4
@@ -165,26 +155,20 @@ def test_path_like_keys_stay_inside_their_folders(
 
 
 def test_secrets_never_reach_logs_reports_or_state(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
     state_url: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     from click.testing import CliRunner
 
     from module_system.cli import main
-    from tests.conftest import write_batch, write_registry
 
     secret = "Sup3r-Secret-Value-42"
     monkeypatch.setenv("LANDING_SECRET", secret)
     put(s3, source_bucket, {"in/a.json": json.dumps({"id": 1, "day": "2026-01-01"})})
-    landing = {
-        "bucket": landing_bucket,
-        "endpoint_url": s3_server.url,
-        "aws_access_key_id": "demo-access-key",
-        "aws_secret_access_key": "${LANDING_SECRET}",
-    }
+    keys = {"aws_access_key_id": "demo-access-key", "aws_secret_access_key": "${LANDING_SECRET}"}
     source = s3_service(s3_server.url, "no-such-bucket-" + secret.lower()[:10])
     services = {"ok": s3_service(s3_server.url, source_bucket), "bad": source}
-    registry = write_registry(tmp_path / "r.yaml", landing, services)
+    registry = write_registry(tmp_path / "r.yaml", {**landing, **keys}, services)
     batch = write_batch(tmp_path / "b.json", [("j1", "ok"), ("j2", "bad")])
     logs, report = tmp_path / "logs", tmp_path / "report.json"
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
@@ -212,11 +196,9 @@ def test_seed_shim_runs_a_batch(
     import subprocess
     import sys
 
-    from tests.conftest import write_batch, write_registry
-
     put(s3, source_bucket, {"in/a.json": json.dumps({"id": 1, "day": "2026-01-01"})})
-    write_registry(tmp_path / "project_registry.yaml", landing,
-                   {"svc": s3_service(s3_server.url, source_bucket)})  # fmt: skip
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    write_registry(tmp_path / "project_registry.yaml", landing, services)
     batch = write_batch(tmp_path / "jobs.json", [("j1", "svc")])
     checkout = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(checkout), "MODULE_SYSTEM_STATE_URL": state_url}
@@ -231,17 +213,15 @@ def test_seed_shim_runs_a_batch(
 
 
 def test_keys_that_normalise_alike_land_separately(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any]
+) -> None:
     keys = ["in/a/b.json", "in/a//b.json", "in/a/../c.json", "in/a/%2E%2E/c.json"]
     put(
         s3,
         source_bucket,
         {k: json.dumps({"id": n, "day": "2026-01-01"}) for n, k in enumerate(keys)},
     )
-    job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
-                   [("j", "svc")], state_url).jobs[0]  # fmt: skip
+    job = run_jobs({"svc": s3_service(s3_server.url, source_bucket)}, [("j", "svc")]).jobs[0]
     assert job.status is JobStatus.COMPLETED and job.counts.valid == 4
     landed = list_keys(s3, landing["bucket"], ROOT + "validated/")
     assert len(landed) == 4
@@ -251,39 +231,35 @@ def test_keys_that_normalise_alike_land_separately(
 
 
 def test_missing_landing_bucket_stops_the_job_at_once(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, state_url: str
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any]
 ) -> None:
-    put(s3, source_bucket, {f"in/{n:03d}.json": json.dumps({"id": n, "day": "2026-01-01"})
-                            for n in range(60)})  # fmt: skip
-    landing = {"bucket": "no-such-landing-bucket", "endpoint_url": s3_server.url}
+    files = {f"in/{n:03d}.json": json.dumps({"id": n, "day": "2026-01-01"}) for n in range(60)}
+    put(s3, source_bucket, files)
+    missing = {**landing, "bucket": "no-such-landing-bucket"}
     service = s3_service(s3_server.url, source_bucket, concurrency=2)
-    job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+    job = run_jobs({"svc": service}, [("j", "svc")], landing=missing).jobs[0]
     assert job.status is JobStatus.FAILED
     assert "NoSuchBucket" in (job.error or "") and "credentials:" in (job.error or "")
     assert job.counts.fetched < 10  # stopped, not 60 files failed one by one
 
 
 def test_two_jobs_of_one_service_run_one_after_the_other(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str
+) -> None:
     put(
         s3,
         source_bucket,
         {f"in/{n}.json": json.dumps({"id": n, "day": "2026-01-01"}) for n in range(6)},
     )
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    first, second = run_jobs(
-        tmp_path, landing, services, [("a", "svc"), ("b", "svc")], state_url
-    ).jobs
+    first, second = run_jobs(services, [("a", "svc"), ("b", "svc")]).jobs
     assert first.counts.uploaded + second.counts.uploaded == 6
     assert first.counts.skipped + second.counts.skipped == 6
 
 
 def test_fail_on_invalid_fails_the_job(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing: dict[str, Any],
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str
+) -> None:
     put(
         s3,
         source_bucket,
@@ -291,7 +267,7 @@ def test_fail_on_invalid_fails_the_job(
     )
     services = {"svc": s3_service(s3_server.url, source_bucket)}
     options = RunOptions(fail_on_invalid=True)
-    job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url, options).jobs[0]
+    job = run_jobs(services, [("j", "svc")], options).jobs[0]
     assert job.status is JobStatus.FAILED and "--fail-on-invalid" in (job.error or "")
     assert job.counts.invalid == 1 and job.counts.valid == 1  # still landed and quarantined
 
@@ -305,7 +281,6 @@ def test_state_store_outage_does_not_lose_the_batch(
     from module_system.config import load_batch, load_registry
     from module_system.orchestrator.batch import run_batch
     from module_system.state import StateStore
-    from tests.conftest import write_batch, write_registry
 
     class FlakyStore(StateStore):
         def save_job(self, *args: Any, **kwargs: Any) -> None:
