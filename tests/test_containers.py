@@ -163,7 +163,7 @@ def test_compose_commands_are_real_cli_commands() -> None:
 def check_module_system_command(service: str, argv: list[str]) -> None:
     command = cli_main.commands.get(argv[0])
     assert isinstance(command, click.Command), f"{service}: no command {argv[0]!r}"
-    ctx = click.Context(cli_main)
+    ctx = click.Context(cli_main, **cli_main.context_settings)  # as the real command line
     try:  # click checks every option name and value the way the container will
         command.make_context(argv[0], list(argv[1:]), parent=ctx)
     except click.UsageError as exc:
