@@ -7,20 +7,16 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 import pytest
 from pydantic import BaseModel
 
-from module_system.config import load_batch, load_registry
-from module_system.demo.servers import MotoServer
-from module_system.orchestrator.batch import run_batch
 from module_system.pipeline import RunOptions
 from module_system.results import JobStatus
 from module_system.sources import SOURCE_TYPES, RemoteItem, Source, SourceContext
 from module_system.state import StateStore
-from tests.conftest import write_batch, write_registry
-from tests.s3_helpers import run_jobs
+from tests.helpers import RunJobs
 
 
 class GateConfig(BaseModel):
@@ -82,17 +78,11 @@ def press_ctrl_c_once_busy(cancel: threading.Event | None = None) -> None:
     threading.Thread(target=interrupt, daemon=True).start()
 
 
-def landing(s3_server: MotoServer, bucket: str) -> dict[str, Any]:
-    return {"bucket": bucket, "endpoint_url": s3_server.url}
-
-
-def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
-) -> None:
+def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(run_jobs: RunJobs) -> None:
     press_ctrl_c_once_busy()
     services = {"gate": {"type": "gate", "source": {"count": 20}, "concurrency": 2}}
     jobs = [("j1", "gate"), ("j2", "gate"), ("j3", "gate")]
-    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url)
+    result = run_jobs(services, jobs)
     # run_jobs uses 4 workers: all three jobs start, so all end cancelled mid-way
     assert result.interrupted and result.exit_code() == 1
     assert [j.status for j in result.jobs] == [JobStatus.CANCELLED] * 3
@@ -101,23 +91,14 @@ def test_ctrl_c_cancels_queued_jobs_and_lets_running_files_finish(
         assert job.counts.failed == 0  # files already started finished cleanly
 
 
-def test_ctrl_c_records_jobs_never_started_as_cancelled(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
-) -> None:
+def test_ctrl_c_records_jobs_never_started_as_cancelled(run_jobs: RunJobs, state_url: str) -> None:
     cancel = threading.Event()
     press_ctrl_c_once_busy(cancel)
     # One file at a time: when the interrupt comes, the job's second file is still queued.
     services = {f"g{n}": {"type": "gate", "source": {"count": 3}, "concurrency": 1}
                 for n in range(3)}  # fmt: skip
-    registry = load_registry(write_registry(
-        tmp_path / "registry.yaml", landing(s3_server, landing_bucket), services))  # fmt: skip
     jobs = [("j0", "g0"), ("j1", "g1"), ("j2", "g2")]
-    batch = load_batch(write_batch(tmp_path / "batch.json", jobs), registry)
-    state = StateStore(state_url)
-    try:
-        result = run_batch(registry, batch, state, max_workers=1, cancel=cancel)
-    finally:
-        state.close()
+    result = run_jobs(services, jobs, max_workers=1, cancel=cancel)
     assert [j.status for j in result.jobs] == [JobStatus.CANCELLED] * 3
     assert result.jobs[0].counts.uploaded >= 1  # the running job finished its started files
     assert [j.error for j in result.jobs[1:]] == ["not started: batch interrupted"] * 2
@@ -130,12 +111,9 @@ def test_ctrl_c_records_jobs_never_started_as_cancelled(
     store.close()
 
 
-def test_job_timeout(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
-) -> None:
+def test_job_timeout(run_jobs: RunJobs) -> None:
     services = {"slow": {"type": "gate", "source": {"count": 200, "pause": 0.05}, "concurrency": 1}}
-    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, [("j", "slow")],
-                      state_url, RunOptions(job_timeout=0.3))  # fmt: skip
+    result = run_jobs(services, [("j", "slow")], RunOptions(job_timeout=0.3))
     job = result.jobs[0]
     assert job.status is JobStatus.TIMED_OUT
     assert "timed out" in (job.error or "")
@@ -143,14 +121,10 @@ def test_job_timeout(
     assert result.exit_code() == 1
 
 
-def test_quarantine_is_not_a_failure_unless_asked(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
-) -> None:
+def test_quarantine_is_not_a_failure_unless_asked(run_jobs: RunJobs) -> None:
     services = {"g": {"type": "gate", "source": {"count": 2, "pause": 0.001},
                       "validation": {"json_schema": {"type": "array"}}}}  # fmt: skip
-    result = run_jobs(
-        tmp_path, landing(s3_server, landing_bucket), services, [("j", "g")], state_url
-    )
+    result = run_jobs(services, [("j", "g")])
     assert result.jobs[0].status is JobStatus.COMPLETED
     assert result.jobs[0].counts.invalid == 2
     assert result.exit_code() == 0
@@ -199,9 +173,7 @@ class TurnstileSource(Source):
             TurnstileSource.finished.append(self.job_id)
 
 
-def test_jobs_of_one_service_wait_without_holding_a_worker(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
-) -> None:
+def test_jobs_of_one_service_wait_without_holding_a_worker(run_jobs: RunJobs) -> None:
     """max_workers=2; service A has three jobs, B one. B's job must start while A's first
     job runs: A's second job must not sit in the second slot waiting for the first."""
     SOURCE_TYPES.register("turnstile", TurnstileSource)
@@ -226,8 +198,7 @@ def test_jobs_of_one_service_wait_without_holding_a_worker(
     threading.Thread(target=watch, daemon=True).start()
     services = {s: {"type": "turnstile", "source": {"gate": s}} for s in ("a", "b")}
     jobs = [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b")]
-    result = run_jobs(tmp_path, landing(s3_server, landing_bucket), services, jobs, state_url,
-                      max_workers=2)  # fmt: skip
+    result = run_jobs(services, jobs, max_workers=2)
     assert sorted(seen_while_a1_ran) == ["a1", "b1"]  # B ran beside A's first job alone
     assert TurnstileSource.peak <= 2
     assert [j for j in TurnstileSource.started if j.startswith("a")] == ["a1", "a2", "a3"]
