@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +12,10 @@ from module_system.demo.servers import MotoServer
 from module_system.pipeline import files as file_flow
 from module_system.results import JobStatus
 from module_system.state import StateStore
-from tests.conftest import list_keys, read_json
 from tests.faulty_proxy import faulty_proxy
+from tests.helpers import RunJobs, list_keys, read_json
 from tests.pg_proxy import TcpProxy
-from tests.s3_helpers import run_jobs, s3_service
+from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
 
@@ -32,14 +31,13 @@ def landed_bytes(s3: Any, bucket: str, key: str) -> bytes:
 
 
 def test_a_failed_overwrite_keeps_the_last_good_object(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
 ) -> None:  # fmt: skip
     good = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-               "retry": {"attempts": 2, "backoff": 0.01, "max_backoff": 0.02}}  # fmt: skip
-    first = run_jobs(tmp_path, landing, services, [("j1", "svc")], state_url).jobs[0]
+    retrying = {**landing, "retry": {"attempts": 2, "backoff": 0.01, "max_backoff": 0.02}}
+    first = run_jobs(services, [("j1", "svc")], landing=retrying).jobs[0]
     assert first.status is JobStatus.COMPLETED, first.error
 
     put(s3, source_bucket, "a.json", {"id": 2, "day": "2026-05-06"})  # changed, still valid
@@ -48,8 +46,8 @@ def test_a_failed_overwrite_keeps_the_last_good_object(
         return "bad_checksum" if method == "PUT" and "/data/" in path else None
 
     with faulty_proxy(s3_server.url, corrupt_every_upload) as proxy:
-        proxied = {**landing, "endpoint_url": proxy.url}
-        second = run_jobs(tmp_path, proxied, services, [("j2", "svc")], state_url).jobs[0]
+        proxied = {**retrying, "endpoint_url": proxy.url}
+        second = run_jobs(services, [("j2", "svc")], landing=proxied).jobs[0]
     assert proxy.faults >= 2  # each attempt's upload was judged corrupt
     assert second.status is JobStatus.FAILED and second.counts.failed == 1
     assert landed_bytes(s3, landing_bucket, ROOT + "validated/a.json") == good
@@ -57,16 +55,14 @@ def test_a_failed_overwrite_keeps_the_last_good_object(
 
 
 def test_a_changed_file_that_became_invalid_supersedes_a_valid_version(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str
+) -> None:
     good = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-    run_jobs(tmp_path, landing, services, [("j1", "svc")], state_url)
+    run_jobs(services, [("j1", "svc")])
     put(s3, source_bucket, "a.json", {"id": "not a number", "day": "2026-05-05"})
 
-    job = run_jobs(tmp_path, landing, services, [("j2", "svc")], state_url).jobs[0]
+    job = run_jobs(services, [("j2", "svc")]).jobs[0]
 
     assert job.counts.invalid == 1
     entry = read_json(s3, landing_bucket, ROOT + "_manifests/j2.json")["files"][0]
@@ -77,15 +73,13 @@ def test_a_changed_file_that_became_invalid_supersedes_a_valid_version(
 
 
 def test_every_file_outcome_is_recorded_per_job_with_the_validator_messages(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, state_url: str
+) -> None:
     put(s3, source_bucket, "good.json", {"id": 1, "day": "2026-05-05"})
     put(s3, source_bucket, "bad.json", {"id": "x", "day": "2026-05-05"})
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-    first = run_jobs(tmp_path, landing, services, [("j1", "svc")], state_url)
-    run_jobs(tmp_path, landing, services, [("j2", "svc")], state_url)
+    first = run_jobs(services, [("j1", "svc")])
+    run_jobs(services, [("j2", "svc")])
 
     store = StateStore(state_url)
     try:
@@ -101,8 +95,8 @@ def test_every_file_outcome_is_recorded_per_job_with_the_validator_messages(
 
 
 def test_listing_state_is_looked_up_in_batches_not_loaded_whole(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str, monkeypatch: pytest.MonkeyPatch,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     for n in range(7):
         put(s3, source_bucket, f"{n}.json", {"id": n, "day": "2026-05-05"})
@@ -116,15 +110,14 @@ def test_listing_state_is_looked_up_in_batches_not_loaded_whole(
 
     monkeypatch.setattr(StateStore, "landed_files", spy)
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-    run_jobs(tmp_path, landing, services, [("j1", "svc")], state_url)
-    job = run_jobs(tmp_path, landing, services, [("j2", "svc")], state_url).jobs[0]
+    run_jobs(services, [("j1", "svc")])
+    job = run_jobs(services, [("j2", "svc")]).jobs[0]
     assert job.counts.skipped == 7
     assert asked and all(n is not None and n <= 3 for n in asked)  # never "everything"
 
 
 def test_a_state_store_outage_keeps_landed_files_landed_and_the_next_run_relands_them(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
     pg_database: str,
 ) -> None:  # fmt: skip
     bodies = {f"{n}.json": put(s3, source_bucket, f"{n}.json", {"id": n, "day": "2026-05-05"})
@@ -141,15 +134,14 @@ def test_a_state_store_outage_keeps_landed_files_landed_and_the_next_run_relands
 
         with faulty_proxy(s3_server.url, cut_state_at_first_download) as proxy:
             services = {"svc": s3_service(proxy.url, source_bucket)}
-            landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-            first = run_jobs(tmp_path, landing, services, [("j1", "svc")], url).jobs[0]
+            first = run_jobs(services, [("j1", "svc")], state_url=url).jobs[0]
         assert cut.is_set()
         assert first.counts.valid == 5 and first.counts.failed == 0, first.error
         assert any("not recorded" in note for note in first.notes)
 
         pg.restore()
         services = {"svc": s3_service(s3_server.url, source_bucket)}
-        second = run_jobs(tmp_path, landing, services, [("j2", "svc")], url).jobs[0]
+        second = run_jobs(services, [("j2", "svc")], state_url=url).jobs[0]
     assert second.status is JobStatus.COMPLETED and second.counts.valid == 5  # landed again
     for name, body in bodies.items():
         assert landed_bytes(s3, landing_bucket, ROOT + f"validated/{name}") == body
