@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,8 @@ from module_system.errors import JobCancelled, JobTimeout, TransientError
 from module_system.results import JobStatus
 from module_system.retry import Retrier
 from tests.faulty_proxy import faulty_proxy
-from tests.s3_helpers import run_jobs, s3_service
+from tests.helpers import RunJobs
+from tests.s3_helpers import s3_service
 
 
 class RecordingEvent(threading.Event):
@@ -52,9 +52,8 @@ def test_ctrl_c_ends_a_retry_sleep() -> None:
 
 
 def test_a_job_that_keeps_being_throttled_times_out_instead_of_sleeping(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str
+) -> None:
     body = json.dumps({"id": 1, "day": "2026-05-05"}).encode()
     s3.put_object(Bucket=source_bucket, Key="in/a.json", Body=body)
 
@@ -64,7 +63,6 @@ def test_a_job_that_keeps_being_throttled_times_out_instead_of_sleeping(
     with faulty_proxy(s3_server.url, throttle_downloads) as proxy:
         retry = {"attempts": 10, "backoff": 600, "max_backoff": 600}
         service = s3_service(proxy.url, source_bucket, timeout=1, retry=retry)
-        landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-        job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+        job = run_jobs({"svc": service}, [("j", "svc")]).jobs[0]
     assert job.status is JobStatus.TIMED_OUT, job.error
     assert job.counts.failed == 0  # left for the next run, not recorded as failed

@@ -6,14 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from module_system.demo.servers import MotoServer
 from module_system.results import JobStatus
-from tests.conftest import read_json
 from tests.faulty_proxy import faulty_proxy
-from tests.s3_helpers import run_jobs, s3_service
+from tests.helpers import RunJobs, read_json
+from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
 
@@ -30,14 +29,12 @@ def stored(s3: Any, bucket: str, key: str) -> tuple[bytes, dict[str, Any]]:
 
 
 def test_same_endpoint_lands_by_copy_with_our_checksum_and_metadata(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str
+) -> None:
     good = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
     put(s3, source_bucket, "bad.json", {"id": "x", "day": "2026-05-05"})
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     services = {"svc": s3_service(s3_server.url, source_bucket)}
-    job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+    job = run_jobs(services, [("j", "svc")]).jobs[0]
 
     assert job.status is JobStatus.COMPLETED and (job.counts.valid, job.counts.invalid) == (1, 1)
     manifest = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")
@@ -52,22 +49,22 @@ def test_same_endpoint_lands_by_copy_with_our_checksum_and_metadata(
 
 
 def test_another_endpoint_lands_by_upload(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
 ) -> None:  # fmt: skip
     good = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
     with faulty_proxy(s3_server.url, lambda method, path, n: None) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url}  # another endpoint
+        proxied = {**landing, "endpoint_url": proxy.url}  # another endpoint
         services = {"svc": s3_service(s3_server.url, source_bucket)}
-        run_jobs(tmp_path, landing, services, [("j", "svc")], state_url)
+        run_jobs(services, [("j", "svc")], landing=proxied)
     entry = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"][0]
     assert entry["transfer"] == "upload"
     assert stored(s3, landing_bucket, ROOT + "validated/a.json")[0] == good
 
 
 def test_a_source_changed_after_validation_is_not_copied_the_validated_bytes_are_uploaded(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
 ) -> None:  # fmt: skip
     validated = put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
     changed: list[bool] = []
@@ -79,9 +76,9 @@ def test_a_source_changed_after_validation_is_not_copied_the_validated_bytes_are
         return None
 
     with faulty_proxy(s3_server.url, change_source_before_landing) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url}
+        proxied = {**landing, "endpoint_url": proxy.url}
         services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
 
     assert changed and job.status is JobStatus.COMPLETED and job.counts.valid == 1
     entry = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"][0]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from module_system.demo.servers import MotoServer
 from module_system.results import JobStatus
-from tests.conftest import list_keys, read_json
 from tests.faulty_proxy import faulty_proxy
-from tests.s3_helpers import run_jobs, s3_service
+from tests.helpers import RunJobs, list_keys, read_json
+from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
 N = 12
@@ -23,8 +22,8 @@ def seed(s3: Any, bucket: str) -> None:
 
 
 def test_intermittent_503_and_dropped_connections_are_retried(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
 ) -> None:  # fmt: skip
     seed(s3, source_bucket)
 
@@ -34,10 +33,10 @@ def test_intermittent_503_and_dropped_connections_are_retried(
         return None
 
     with faulty_proxy(s3_server.url, every_third) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url,
-                   "retry": {"attempts": 6, "backoff": 0.01, "max_backoff": 0.05}}  # fmt: skip
+        retry = {"attempts": 6, "backoff": 0.01, "max_backoff": 0.05}
+        proxied = {**landing, "endpoint_url": proxy.url, "retry": retry}
         services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
     assert proxy.faults >= 5
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == N and job.counts.failed == 0
@@ -46,8 +45,8 @@ def test_intermittent_503_and_dropped_connections_are_retried(
 
 
 def test_persistent_upload_failure_is_recorded_and_picked_up_next_run(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
 ) -> None:  # fmt: skip
     seed(s3, source_bucket)
 
@@ -59,9 +58,9 @@ def test_persistent_upload_failure_is_recorded_and_picked_up_next_run(
 
     services = {"svc": s3_service(s3_server.url, source_bucket)}
     with faulty_proxy(s3_server.url, fail_uploads_of_odd_files) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url,
-                   "retry": {"attempts": 2, "backoff": 0.01, "max_backoff": 0.02}}  # fmt: skip
-        first = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+        retry = {"attempts": 2, "backoff": 0.01, "max_backoff": 0.02}
+        proxied = {**landing, "endpoint_url": proxy.url, "retry": retry}
+        first = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
     assert first.status is JobStatus.FAILED
     assert first.counts.failed == N // 2 and first.counts.valid == N // 2
     assert "files failed" in (first.error or "")
@@ -71,8 +70,7 @@ def test_persistent_upload_failure_is_recorded_and_picked_up_next_run(
         "503" in f["error"] or "SlowDown" in f["error"] for f in failed
     )
 
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-    second = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+    second = run_jobs(services, [("j", "svc")]).jobs[0]
     assert second.status is JobStatus.COMPLETED
     assert (second.counts.valid, second.counts.skipped) == (N // 2, N // 2)
     assert len(list_keys(s3, landing_bucket, ROOT + "validated/")) == N
