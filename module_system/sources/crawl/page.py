@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from selectolax.lexbor import LexborHTMLParser
 
-from module_system.sources.crawl.urls import normalize_url
+from module_system.sources.crawl.urls import normalize_links, normalize_url
 
 LINK_SELECTOR = "a[href], area[href], link[rel~=next][href]"
 
@@ -33,10 +33,8 @@ def parse_page(text: str, url: str, robots_header: str | None = None) -> ParsedP
     if canonical is not None:
         page.canonical = normalize_url(canonical.attributes.get("href") or "", base)
     if not page.nofollow:
-        links = (
-            normalize_url(n.attributes.get("href") or "", base) for n in tree.css(LINK_SELECTOR)
-        )
-        page.links = list(dict.fromkeys(link for link in links if link))
+        hrefs = (n.attributes.get("href") or "" for n in tree.css(LINK_SELECTOR))
+        page.links = normalize_links(hrefs, base)
     return page
 
 

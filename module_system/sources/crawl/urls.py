@@ -23,6 +23,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
@@ -34,8 +35,12 @@ INDEX = "index.html"
 RECORDS_SUFFIX = ".records.jsonl"  # a page's extracted records land at its key + this
 MARK = "~"  # starts every part of a key that is not the URL's own text; escaped in paths
 _STRIPPED = re.compile(r"[\t\n\r]")  # browsers drop these anywhere in a URL
+_C0_OR_SPACE = "".join(map(chr, range(0x21)))
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _HOST_UNSAFE = re.compile(r"[^a-z0-9.\-]+")
 HASH_DIGITS = 16  # of a query's SHA-256: a collision needs ~2**32 queries on one path
+# Canonical forms remembered (a few MB): a crawl meets the same links on every page.
+CANONICAL_CACHE_SIZE = 16_384
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -45,15 +50,71 @@ def normalize_url(url: str, base: str | None = None) -> str | None:
     >>> normalize_url("../b/./c.html?y=2&x=1#top", "HTTP://user@Example.COM.:80/a/d/")
     'http://example.com/a/b/c.html?x=1&y=2'
     """
-    url = _STRIPPED.sub("", url).strip()
+    return _resolved(_STRIPPED.sub("", url).strip(), base)
+
+
+def normalize_links(hrefs: Iterable[str], base: str) -> list[str]:
+    """``normalize_url(href, base)`` of each of a page's links, distinct, in page order,
+    without the Nones.
+
+    Fast for a crawl: a relative link resolves the same against any page of one folder,
+    so results are cached by (folder, link), and a site's navigation, repeated on every
+    page, is canonicalised once per folder rather than once per page."""
+    folder = _folder(base)
+    links: dict[str, None] = {}
+    for href in hrefs:
+        href = _STRIPPED.sub("", href).strip().partition("#")[0]  # see _resolved
+        link = _resolved_cached(href, base if _needs_page_name(href) else folder)
+        if link is not None:
+            links[link] = None
+    return list(links)
+
+
+def _needs_page_name(href: str) -> bool:
+    """Whether ``href`` may resolve against the page's own name, not only its folder:
+    when, past any scheme, it has no path (``""``, ``?q``, ``;``, ``http:``) or starts
+    with ``//`` (``//`` alone has no host; ``//host/p`` needs neither). urljoin drops the
+    base's last segment in every other case. Leading controls count for nothing, as in
+    urlsplit (``"\x01?q"`` is a bare query)."""
+    rest = href.lstrip(_C0_OR_SPACE)
+    scheme = _SCHEME.match(rest)
+    if scheme is not None:
+        rest = rest[scheme.end() :]
+    return rest[:1] in ("", "?", ";") or rest.startswith("//")  # "//" alone: no host
+
+
+def _resolved(href: str, base: str | None) -> str | None:
+    """The canonical form of a link already stripped of blanks (see normalize_url)."""
     try:
-        absolute = urljoin(base, url) if base else url
+        absolute = urljoin(base, href) if base else href
+    except ValueError:
+        return None
+    # The fragment never counts (see _cleaned); without it, the links of a site's pages
+    # come down to few distinct URLs, so the costly canonical form is cached.
+    return _canonical(absolute.partition("#")[0])
+
+
+_resolved_cached = lru_cache(maxsize=CANONICAL_CACHE_SIZE)(_resolved)
+
+
+@lru_cache(maxsize=CANONICAL_CACHE_SIZE)
+def _canonical(absolute: str) -> str | None:
+    try:
         if urlsplit(absolute).scheme.lower() not in FOLLOWED_SCHEMES:
             return None
         canonical = _cleaned(canonicalize_url(_cleaned(absolute)))
     except (ValueError, UnicodeError):
         return None
     return canonical if urlsplit(canonical).hostname else None
+
+
+def _folder(url: str) -> str:
+    """``url`` up to the last ``/`` of its path: ``http://h/a/b.html?q`` gives ``http://h/a/``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rpartition("/")[0] + "/", "", ""))
 
 
 def _cleaned(url: str) -> str:
