@@ -6,32 +6,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import uvicorn
 
 from module_system.dashboard import DashboardSettings, create_app
 from module_system.state import StateStore
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL; yields its URL."""
-    name = f"ms_dash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

@@ -15,7 +15,8 @@ import yaml
 
 from module_system.state import StateStore
 from tests.dashboard_data import T0, FileSeed, JobSeed, sample_runs, seed_run
-from tests.dashboard_helpers import dashboard, pg_database
+from tests.dashboard_helpers import dashboard
+from tests.helpers import pg_database
 
 
 @pytest.fixture(scope="module")

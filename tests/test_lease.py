@@ -20,7 +20,8 @@ from module_system.results import JobStatus
 from module_system.state import StateStore, schema
 from module_system.state.lease import LeaseHeld, ServiceLease
 from tests.faulty_proxy import faulty_proxy
-from tests.s3_helpers import run_jobs, s3_service
+from tests.helpers import RunJobs
+from tests.s3_helpers import s3_service
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -111,9 +112,8 @@ def test_the_running_job_renews_its_lease(store: StateStore) -> None:
 
 
 def test_overlapping_runs_of_one_service_fail_fast_or_wait(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, state_url: str
+) -> None:
     for n in range(3):
         body = json.dumps({"id": n, "day": "2026-05-05"}).encode()
         s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json", Body=body)
@@ -124,24 +124,21 @@ def test_overlapping_runs_of_one_service_fail_fast_or_wait(
             release.wait(30)  # the first run stays inside its job until we say so
         return None
 
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     results: list[Any] = []
     with faulty_proxy(s3_server.url, hold_downloads) as proxy:
         slow = {"svc": s3_service(proxy.url, source_bucket)}
-        first_dir, second_dir = tmp_path / "one", tmp_path / "two"
-        first_dir.mkdir(), second_dir.mkdir()
-        runner = threading.Thread(target=lambda: results.append(
-            run_jobs(first_dir, landing, slow, [("j1", "svc")], state_url)))  # fmt: skip
+        runner = threading.Thread(target=lambda: results.append(run_jobs(slow, [("j1", "svc")])))
         runner.start()
         _wait_for_lease(state_url, "svc")
         services = {"svc": s3_service(s3_server.url, source_bucket)}
-        second = run_jobs(second_dir, landing, services, [("j2", "svc")], state_url).jobs[0]
+        second = run_jobs(services, [("j2", "svc")]).jobs[0]
         assert second.status is JobStatus.FAILED
         assert "service svc is being run by run" in (second.error or "")
 
-        waiting = threading.Thread(target=lambda: results.append(run_jobs(
-            second_dir, landing, services, [("j3", "svc")], state_url,
-            options=RunOptions(wait_for_lease=True))))  # fmt: skip
+        wait = RunOptions(wait_for_lease=True)
+        waiting = threading.Thread(
+            target=lambda: results.append(run_jobs(services, [("j3", "svc")], wait))
+        )
         waiting.start()
         release.set()
         runner.join(30), waiting.join(30)
@@ -159,4 +156,3 @@ def _wait_for_lease(state_url: str, service_id: str) -> None:
             time.sleep(0.05)
     finally:
         store.close()
-

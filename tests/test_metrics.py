@@ -20,8 +20,9 @@ from sqlalchemy import JSON
 from module_system.demo.servers import MotoServer, free_port
 from module_system.state import StateStore
 from module_system.state import schema as tables
-from tests.dashboard_helpers import dashboard, pg_database
-from tests.s3_helpers import run_jobs, s3_service
+from tests.dashboard_helpers import dashboard
+from tests.helpers import RunJobs, pg_database
+from tests.s3_helpers import s3_service
 from tests.slow_api import api_service, missing_bucket_service, slow_api, write_files
 
 GOOD = [b'{"id": 1, "day": "2026-03-01"}', b'{"id": 2, "day": "2026-03-02"}',
@@ -53,19 +54,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def test_dashboard_metrics_match_two_known_runs(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    store_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, store_url: str
+) -> None:
     state_url = store_url
     for n, body in enumerate([*GOOD, BAD]):
         s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json", Body=body)
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     services = {"fin": s3_service(s3_server.url, source_bucket),
                 "gone": missing_bucket_service(s3_server.url)}  # fmt: skip
     jobs = [("fin_1", "fin"), ("gone_1", "gone")]
-    first = run_jobs(tmp_path, landing, services, jobs, state_url)
+    first = run_jobs(services, jobs, state_url=state_url)
     assert [j.status for j in first.jobs] == ["completed", "failed"]
-    run_jobs(tmp_path, landing, services, [("fin_2", "fin")], state_url)  # all unchanged
+    run_jobs(services, [("fin_2", "fin")], state_url=state_url)  # all unchanged
 
     store = StateStore(state_url)
     with store.engine.begin() as conn:  # a job whose counts are a JSON null counts nothing
@@ -104,10 +103,9 @@ def test_dashboard_metrics_match_two_known_runs(
 
 
 def test_run_metrics_port_serves_the_metrics_live_while_the_run_goes(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, state_url: str
+    tmp_path: Path, landing: dict[str, Any], state_url: str
 ) -> None:
     port = free_port()
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     with slow_api(pages=6, delay=0.5) as api_url:
         registry, batch = write_files(tmp_path, landing, {"slow": api_service(api_url)},
                                       [("slow_1", "slow")])  # fmt: skip

@@ -8,29 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from module_system.demo.servers import MotoServer
 from module_system.results import JobStatus
 from module_system.state import FileRecord, StateStore, resolve_state_url
 from module_system.state.migrations import MIGRATIONS
-from tests.s3_helpers import run_jobs, s3_service
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.helpers import RunJobs, pg_database
+from tests.s3_helpers import s3_service
 
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    """A throwaway database on the machine's PostgreSQL server."""
-    name = f"ms_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """One throwaway database for the module's PostgreSQL tests."""
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -90,16 +82,14 @@ def test_postgres_urls_use_psycopg3() -> None:
 
 
 def test_incremental_run_on_postgres(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    pg_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, pg_url: str
+) -> None:
     for n in range(3):
         s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json",
                       Body=json.dumps({"id": n, "day": "2026-01-01"}).encode())  # fmt: skip
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     services = {"pgsvc": s3_service(s3_server.url, source_bucket)}
-    first = run_jobs(tmp_path, landing, services, [("j", "pgsvc")], pg_url).jobs[0]
-    second = run_jobs(tmp_path, landing, services, [("j", "pgsvc")], pg_url).jobs[0]
+    first = run_jobs(services, [("j", "pgsvc")], state_url=pg_url).jobs[0]
+    second = run_jobs(services, [("j", "pgsvc")], state_url=pg_url).jobs[0]
     assert first.status is second.status is JobStatus.COMPLETED
     assert (first.counts.valid, second.counts.skipped, second.counts.uploaded) == (3, 3, 0)
 
