@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.conftest import write_batch, write_registry
 from tests.dashboard_helpers import serving
+from tests.helpers import write_batch, write_registry
 
 RECORD_SCHEMA = {
     "type": "object",

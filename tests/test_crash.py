@@ -14,8 +14,8 @@ from typing import Any
 
 from module_system.demo.servers import MotoServer
 from module_system.state import StateStore
-from tests.conftest import list_keys, read_json, write_batch, write_registry
 from tests.faulty_proxy import faulty_proxy
+from tests.helpers import list_keys, read_json, write_batch, write_registry
 from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
@@ -49,9 +49,10 @@ def run_cli(tmp_path: Path, state_url: str, job_id: str) -> subprocess.Popen[byt
 
 def test_a_killed_run_is_completed_by_the_next_without_duplicates_or_partial_objects(
     tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    landing: dict[str, Any], state_url: str,
 ) -> None:  # fmt: skip
     bodies = seed(s3, source_bucket)
+    multipart = {**landing, "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}
 
     def slow_uploads(method: str, path: str, n: int) -> str | None:
         if method in ("PUT", "POST"):
@@ -59,10 +60,9 @@ def test_a_killed_run_is_completed_by_the_next_without_duplicates_or_partial_obj
         return None
 
     with faulty_proxy(s3_server.url, slow_uploads) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": proxy.url,
-                   "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
         services = {"svc": s3_service(s3_server.url, source_bucket, concurrency=4)}
-        write_registry(tmp_path / "registry.yaml", landing, services)
+        slowed = {**multipart, "endpoint_url": proxy.url}
+        write_registry(tmp_path / "registry.yaml", slowed, services)
         first = run_cli(tmp_path, state_url, "j1")
         deadline = time.monotonic() + 60
         while len(list_keys(s3, landing_bucket, ROOT + "validated/")) < 8:
@@ -72,9 +72,7 @@ def test_a_killed_run_is_completed_by_the_next_without_duplicates_or_partial_obj
         first.send_signal(signal.SIGKILL)
         first.wait()
 
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
-    write_registry(tmp_path / "registry.yaml", landing, services)
+    write_registry(tmp_path / "registry.yaml", multipart, services)
     second = run_cli(tmp_path, state_url, "j2")
     assert second.wait(120) == 0, second.stderr.read().decode() if second.stderr else ""
 

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from module_system.demo.servers import MotoServer
 from module_system.state import StateStore
 from tests.dashboard_data import sample_runs
 from tests.dashboard_helpers import dashboard
@@ -48,12 +47,13 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
-def start_batch(tmp_path: Path, s3_url: str, landing_bucket: str, api_url: str, late: str,
-                state_url: str) -> subprocess.Popen[bytes]:  # fmt: skip
-    services = {"slow_api": api_service(api_url), "late": missing_bucket_service(s3_url, late)}
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_url}
-    registry, batch = write_files(tmp_path, landing, services,
-                                  [("weather_001", "slow_api"), ("late_001", "late")])  # fmt: skip
+def start_batch(
+    tmp_path: Path, landing: dict[str, Any], api_url: str, late: str, state_url: str
+) -> subprocess.Popen[bytes]:
+    late_service = missing_bucket_service(landing["endpoint_url"], late)
+    services = {"slow_api": api_service(api_url), "late": late_service}
+    jobs = [("weather_001", "slow_api"), ("late_001", "late")]
+    registry, batch = write_files(tmp_path, landing, services, jobs)
     command = [sys.executable, "-m", "module_system", "run", "--batch-file", str(batch),
                "--registry", str(registry), "--state-url", state_url, "--max-workers", "2",
                "--log-dir", str(tmp_path / "logs"), "--monitor-duration", "0"]  # fmt: skip
@@ -71,16 +71,15 @@ def first_run_id(url: str, process: subprocess.Popen[bytes]) -> str:
 
 
 def test_watch_a_run_read_a_quarantined_file_and_rerun_what_failed(
-    browser: Any, shots: Path, tmp_path: Path, s3: Any, s3_server: MotoServer,
-    landing_bucket: str, state_url: str,
-) -> None:  # fmt: skip
+    browser: Any, shots: Path, tmp_path: Path, s3: Any, landing: dict[str, Any], state_url: str
+) -> None:
     late = f"late-{uuid.uuid4().hex[:10]}"
     store = StateStore(state_url)
     with (
         slow_api(pages=8, delay=0.8, bad_page=3) as api_url,
         dashboard(store, tmp_path / "registry.yaml", tmp_path / "logs") as url,
     ):
-        process = start_batch(tmp_path, s3_server.url, landing_bucket, api_url, late, state_url)
+        process = start_batch(tmp_path, landing, api_url, late, state_url)
         try:
             run_id = first_run_id(url, process)
             page = browser.new_page(viewport={"width": 1440, "height": 900})

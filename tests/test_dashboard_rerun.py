@@ -26,8 +26,8 @@ GOOD = b'{"id": 1, "temperature": 21.5}'
 
 @pytest.fixture
 def failed_run(
-    tmp_path: Path, s3_server: MotoServer, landing_bucket: str, source_bucket: str, state_url: str,
-    s3: Any,
+    tmp_path: Path, s3_server: MotoServer, landing: dict[str, Any], source_bucket: str,
+    state_url: str, s3: Any,
 ) -> tuple[str, Path, str]:  # fmt: skip
     """A run whose job of service "late" failed: its bucket did not exist yet. Returns the
     run id, the registry, and the bucket to create to make a re-run succeed."""
@@ -37,7 +37,6 @@ def failed_run(
         "ok": {**missing_bucket_service(s3_server.url, source_bucket)},
         "late": missing_bucket_service(s3_server.url, late),
     }
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     registry, batch = write_files(tmp_path, landing, services, [("ok_1", "ok"), ("late_1", "late")])
     result = cli("run", "--batch-file", batch, "--registry", registry, "--state-url", state_url,
                  "--log-dir", tmp_path / "logs", "--monitor-duration", "0")  # fmt: skip
