@@ -13,7 +13,7 @@ from module_system.cli import main
 from module_system.config import load_batch, load_registry
 from module_system.config.interpolate import MissingVariable, interpolate
 from module_system.errors import ConfigError
-from tests.conftest import write_batch, write_registry
+from tests.helpers import write_batch, write_registry
 
 LANDING = {"bucket": "landing-bucket"}
 

@@ -24,7 +24,7 @@ from module_system.observability.redaction import (
     register_secret,
 )
 from tests.api_server import API_KEY, ApiServer
-from tests.conftest import write_registry
+from tests.helpers import write_registry
 
 LANDING = {"bucket": "landing-bucket"}
 

@@ -18,12 +18,12 @@ import pytest
 
 from module_system.config import load_registry
 from module_system.config.schedule import ScheduleConfig
-from module_system.demo.servers import MotoServer, free_port
+from module_system.demo.servers import free_port
 from module_system.errors import ConfigError
 from module_system.scheduler import Scheduler
 from module_system.scheduler.serve import ServeOptions, job_launcher, last_runs
 from module_system.state import StateStore
-from tests.conftest import list_keys, write_registry
+from tests.helpers import list_keys, write_registry
 
 HOURLY = ScheduleConfig(cron="0 * * * *")
 START = datetime(2026, 11, 30, 12, 10, tzinfo=UTC)
@@ -146,22 +146,20 @@ def test_bad_schedules_are_config_errors(
     assert "service 'svc'" in str(caught.value)
 
 
-def scheduled_registry(tmp_path: Path, s3_server: MotoServer, landing: str, source: str) -> Path:
+def scheduled_registry(tmp_path: Path, landing: dict[str, Any], source: str) -> Path:
     service = {
         "type": "s3",
-        "source": {"bucket": source, "endpoint_url": s3_server.url},
+        "source": {"bucket": source, "endpoint_url": landing["endpoint_url"]},
         "schedule": {"cron": "0 * * * *", "timezone": "Europe/Berlin"},
     }
-    landing_block = {"bucket": landing, "endpoint_url": s3_server.url, "region": "us-east-1"}
-    return write_registry(tmp_path / "registry.yaml", landing_block, {"hourly": service})
+    return write_registry(tmp_path / "registry.yaml", landing, {"hourly": service})
 
 
 def test_a_due_service_runs_a_real_job(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, landing_bucket: str, source_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    tmp_path: Path, s3: Any, landing: dict[str, Any], source_bucket: str, state_url: str
+) -> None:
     s3.put_object(Bucket=source_bucket, Key="a.txt", Body=b"hello")
-    registry = load_registry(scheduled_registry(tmp_path, s3_server, landing_bucket, source_bucket))
+    registry = load_registry(scheduled_registry(tmp_path, landing, source_bucket))
     options = ServeOptions(state_url=state_url, log_dir=tmp_path / "logs")
     assert last_runs(registry, state_url) == {"hourly": None}
     clock = FakeClock(START.replace(minute=59, second=59))
@@ -172,7 +170,7 @@ def test_a_due_service_runs_a_real_job(
     clock.advance(seconds=1)
     assert s.tick() == ["hourly-20261130T130000Z"]
     s.close()  # waits for the job
-    assert any(k.endswith("/a.txt") for k in list_keys(s3, landing_bucket))
+    assert any(k.endswith("/a.txt") for k in list_keys(s3, landing["bucket"]))
     store = StateStore(state_url)
     try:
         (run,) = store.runs()
@@ -184,9 +182,9 @@ def test_a_due_service_runs_a_real_job(
 
 
 def test_serve_runs_the_dashboard_beside_the_schedules(
-    tmp_path: Path, s3_server: MotoServer, state_url: str
+    tmp_path: Path, landing: dict[str, Any], state_url: str
 ) -> None:
-    registry = scheduled_registry(tmp_path, s3_server, "landing-bucket", "source-bucket")
+    registry = scheduled_registry(tmp_path, landing, "source-bucket")
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "module_system", "serve", "--registry", str(registry),
