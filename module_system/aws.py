@@ -6,13 +6,18 @@ This is the one place botocore errors become :class:`TransientError` or
 
 from __future__ import annotations
 
+import email.utils
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 
 from module_system.config.models import S3Connection
@@ -55,7 +60,7 @@ FATAL_CODES = frozenset(
 def make_session(conn: S3Connection) -> boto3.session.Session:
     """A session with the configured keys or profile, else boto3's default chain."""
     if conn.aws_access_key_id and conn.aws_secret_access_key:
-        return boto3.session.Session(
+        session = boto3.session.Session(
             aws_access_key_id=conn.aws_access_key_id,
             aws_secret_access_key=conn.aws_secret_access_key.get_secret_value(),
             aws_session_token=(
@@ -63,7 +68,41 @@ def make_session(conn: S3Connection) -> boto3.session.Session:
             ),
             region_name=conn.region,
         )
-    return boto3.session.Session(profile_name=conn.profile, region_name=conn.region)
+    else:
+        session = boto3.session.Session(profile_name=conn.profile, region_name=conn.region)
+    _share_loaded_models(session._session)
+    return session
+
+
+_LOADER_LOCK = threading.Lock()
+_SHARED: dict[str, Any] = {}
+
+
+def _share_loaded_models(session: botocore.session.Session) -> None:
+    """Every session reads the S3 service model (a few MB of JSON) once per process, not
+    once per client: a job makes two clients, and a batch of small jobs many jobs. The
+    loader and the response parsers are stateless caches, safe to share between threads."""
+    with _LOADER_LOCK:
+        if not _SHARED:
+            _SHARED["data_loader"] = session.get_component("data_loader")
+            factory = session.get_component("response_parser_factory")
+            # botocore parses every timestamp (each listed object's LastModified) with
+            # dateutil; the standard library's parsers do the same for S3's two formats.
+            factory.set_parser_defaults(timestamp_parser=_parse_timestamp)
+            _SHARED["response_parser_factory"] = factory
+    for name, component in _SHARED.items():
+        session.register_component(name, component)
+
+
+def _parse_timestamp(value: str) -> datetime:
+    try:  # ISO 8601 in XML bodies ("2026-05-05T10:00:00.000Z")
+        parsed = datetime.fromisoformat(value)
+    except ValueError:  # RFC 7231 in headers ("Tue, 05 May 2026 10:00:00 GMT")
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return botocore.utils.parse_timestamp(value)  # anything else: botocore's own
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # boto3's own retries inside each of ours (standard mode: backoff with jitter on throttling,
@@ -80,6 +119,7 @@ def make_client(conn: S3Connection, max_pool: int = 32) -> Any:
         connect_timeout=10,
         read_timeout=60,
         request_checksum_calculation="when_required",
+        parameter_validation=False,  # our own calls: saves CPU on every request
         response_checksum_validation="when_supported",
     )
     session = make_session(conn)
