@@ -4,17 +4,14 @@ real S3 API server (moto), with the manifest, quarantine and a second, increment
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from module_system.demo.servers import MotoServer
 from module_system.pipeline import RunOptions
-from module_system.results import JobStatus
-from tests.conftest import list_keys, read_json
-from tests.s3_helpers import run_jobs
+from module_system.results import JobResult, JobStatus
+from tests.helpers import RunJobs, list_keys, read_json
 from tests.web_site import Site, article
 
 ROOT = "data/web/news/"
@@ -29,11 +26,6 @@ RECORD_SCHEMA = {
 def site() -> Iterator[Site]:
     with Site() as running:
         yield running
-
-
-@pytest.fixture
-def landing(s3_server: MotoServer, landing_bucket: str) -> dict[str, Any]:
-    return {"bucket": landing_bucket, "endpoint_url": s3_server.url, "region": "us-east-1"}
 
 
 def web_service(site: Site, **source: Any) -> dict[str, Any]:
@@ -52,13 +44,11 @@ def web_service(site: Site, **source: Any) -> dict[str, Any]:
     }
 
 
-def crawl(tmp_path: Path, landing: dict[str, Any], service: dict[str, Any], state_url: str,
-          job_id: str = "job1", full_refresh: bool = False) -> Any:  # fmt: skip
-    result = run_jobs(
-        tmp_path, landing, {"news": service}, [(job_id, "news")], state_url,
-        RunOptions(full_refresh=full_refresh),
-    )  # fmt: skip
-    return result.jobs[0]
+def crawl(
+    run_jobs: RunJobs, service: dict[str, Any], job_id: str = "job1", full_refresh: bool = False
+) -> JobResult:
+    options = RunOptions(full_refresh=full_refresh)
+    return run_jobs({"news": service}, [(job_id, "news")], options).jobs[0]
 
 
 def manifest_files(s3: Any, bucket: str, job_id: str) -> dict[str, dict[str, Any]]:
@@ -69,9 +59,9 @@ def manifest_files(s3: Any, bucket: str, job_id: str) -> dict[str, dict[str, Any
 
 
 def test_crawl_lands_pages_quarantines_broken_ones_and_lists_the_rest(
-    tmp_path: Path, s3: Any, site: Site, landing: dict[str, Any], state_url: str
+    run_jobs: RunJobs, s3: Any, site: Site, landing: dict[str, Any]
 ) -> None:
-    job = crawl(tmp_path, landing, web_service(site), state_url)
+    job = crawl(run_jobs, web_service(site))
     assert job.status is JobStatus.COMPLETED, job.error
     bucket, host = landing["bucket"], f"127.0.0.1_{site.port}"
     keys = list_keys(s3, bucket)
@@ -119,14 +109,14 @@ def test_crawl_lands_pages_quarantines_broken_ones_and_lists_the_rest(
 
 
 def test_second_run_sends_conditional_requests_and_lands_only_changes(
-    tmp_path: Path, s3: Any, site: Site, landing: dict[str, Any], state_url: str
+    run_jobs: RunJobs, s3: Any, site: Site, landing: dict[str, Any]
 ) -> None:
     service = web_service(site, exclude=[r"\?print=1"])
-    first = crawl(tmp_path, landing, service, state_url)
+    first = crawl(run_jobs, service)
     assert first.status is JobStatus.COMPLETED, first.error
     site.pages["/news/a3.html"].body = article("Article three, corrected")
     site.requests.clear()
-    second = crawl(tmp_path, landing, service, state_url, job_id="job2")
+    second = crawl(run_jobs, service, job_id="job2")
     assert second.status is JobStatus.COMPLETED, second.error
     assert "/index.html?print=1" not in site.paths()
     conditional = [r for r in site.requests if "if-none-match" in r.headers]
@@ -140,5 +130,5 @@ def test_second_run_sends_conditional_requests_and_lands_only_changes(
     # pages behind an unchanged page are still reached through its remembered links
     assert files[site.url + "/news/base-only.html"]["outcome"] == "skipped"
     assert second.counts.valid == 2  # the changed page and its records
-    third = crawl(tmp_path, landing, service, state_url, job_id="job3", full_refresh=True)
+    third = crawl(run_jobs, service, job_id="job3", full_refresh=True)
     assert third.counts.valid == first.counts.valid
