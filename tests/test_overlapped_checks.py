@@ -24,9 +24,9 @@ from module_system.validation.csv import CsvOptions
 from module_system.validation.html import HtmlOptions
 from module_system.validation.json_schema import JsonSchemaOptions
 from module_system.validation.suite import ValidationSuite
-from tests.conftest import list_keys, read_json
 from tests.faulty_proxy import faulty_proxy
-from tests.s3_helpers import run_jobs, s3_service
+from tests.helpers import RunJobs, list_keys, read_json
+from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
 LINE = json.dumps({"id": 1, "day": "2026-01-02", "pad": "p" * 100}) + "\n"
@@ -55,22 +55,25 @@ def pipeline_log() -> Iterator[RecordingHandler]:
         logger.setLevel(logging.NOTSET)
 
 
+@pytest.fixture
+def multipart(landing: dict[str, Any]) -> dict[str, Any]:
+    """The landing block with 5 MB parts, so that a big file is a multipart upload."""
+    return {**landing, "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}
+
+
 def big_ndjson(mb: int, last_line: str = LINE) -> bytes:
     return (LINE * (mb * 1024 * 1024 // len(LINE)) + last_line).encode()
 
 
 def test_big_files_checked_during_download(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str
+) -> None:
     good = big_ndjson(20)
     bad = big_ndjson(20, last_line='{"id": "x", "day": "2026-01-02"}\n')
     s3.put_object(Bucket=source_bucket, Key="in/good.ndjson", Body=good)
     s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
     with pipeline_log() as messages:
-        job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
-                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+        job = run_jobs({"svc": s3_service(s3_server.url, source_bucket)}, [("j", "svc")]).jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.valid, job.counts.invalid) == (1, 1)
     overlapped = [m for m in messages.lines if "while it downloads" in m]
@@ -84,9 +87,8 @@ def test_big_files_checked_during_download(
 
 
 def test_cut_download_falls_back_to_a_plain_retry(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str
+) -> None:
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
     cut = []
@@ -98,9 +100,7 @@ def test_cut_download_falls_back_to_a_plain_retry(
         return None
 
     with faulty_proxy(s3_server.url, cut_first_download) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-        job = run_jobs(tmp_path, landing, {"svc": s3_service(proxy.url, source_bucket)},
-                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+        job = run_jobs({"svc": s3_service(proxy.url, source_bucket)}, [("j", "svc")]).jobs[0]
     assert cut and job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == 1 and job.counts.fetched == 1
     assert job.retries.get("short_read") == 1  # our retry, not botocore's
@@ -131,18 +131,16 @@ def test_growing_reader_waits_for_the_writer_and_stops_on_failure(tmp_path: Path
 
 
 def test_big_valid_file_streams_into_place_and_invalid_one_never_appears(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
 ) -> None:  # fmt: skip
     good = big_ndjson(22)
     bad = big_ndjson(22, last_line='{"id": "x", "day": "2026-01-02"}\n')
     s3.put_object(Bucket=source_bucket, Key="in/good.ndjson", Body=good)
     s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
     with pipeline_log() as messages:
-        job = run_jobs(tmp_path, landing, {"svc": s3_service(s3_server.url, source_bucket)},
-                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+        services = {"svc": s3_service(s3_server.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.valid, job.counts.invalid) == (1, 1)
     assert sum("and uploading while it downloads" in m for m in messages.lines) == 2
@@ -158,8 +156,8 @@ def test_big_valid_file_streams_into_place_and_invalid_one_never_appears(
 
 
 def test_cut_download_aborts_the_streamed_upload(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
 ) -> None:  # fmt: skip
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
@@ -172,10 +170,8 @@ def test_cut_download_aborts_the_streamed_upload(
         return None
 
     with faulty_proxy(s3_server.url, cut_first_download) as proxy:
-        landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-                   "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
-        job = run_jobs(tmp_path, landing, {"svc": s3_service(proxy.url, source_bucket)},
-                       [("j", "svc")], state_url).jobs[0]  # fmt: skip
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
     assert cut and job.status is JobStatus.COMPLETED, job.error
     landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")["Body"].read()
     assert landed == data
@@ -183,16 +179,14 @@ def test_cut_download_aborts_the_streamed_upload(
 
 
 def test_ranged_downloads_are_checked_after_they_finish(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
 ) -> None:  # fmt: skip
     bad = big_ndjson(20, last_line='{"id": "x", "day": "2026-01-02"}\n')
     s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
     service = s3_service(s3_server.url, source_bucket)
     service["source"]["ranged_download_threshold_mb"] = 8  # parts land out of order
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
-    job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+    job = run_jobs({"svc": service}, [("j", "svc")], landing=multipart).jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.invalid == 1
     keys = list_keys(s3, landing_bucket)
@@ -231,7 +225,7 @@ class RenamingSource(Source):
 
 
 def test_a_replaced_file_is_checked_afterwards(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, landing_bucket: str, state_url: str
+    tmp_path: Path, run_jobs: RunJobs, s3: Any, landing_bucket: str, multipart: dict[str, Any]
 ) -> None:
     SOURCE_TYPES.register("renaming", RenamingSource)
     bad = big_ndjson(17, last_line='{"id": "x", "day": "2026-01-02"}\n')
@@ -239,10 +233,8 @@ def test_a_replaced_file_is_checked_afterwards(
     schema = {"type": "object", "properties": {"id": {"type": "integer"}}}
     services = {"svc": {"type": "renaming", "source": {"file": str(tmp_path / "body.ndjson")},
                         "validation": {"json_schema": schema}}}  # fmt: skip
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
     with pipeline_log() as messages:
-        job = run_jobs(tmp_path, landing, services, [("j", "svc")], state_url).jobs[0]
+        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
     assert any("was replaced while it downloaded" in m for m in messages.lines)
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.invalid == 1
@@ -274,8 +266,8 @@ class PlainOpenValidator(Validator):
 
 
 def test_a_validator_reading_with_plain_open_sees_the_whole_file(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
 ) -> None:  # fmt: skip
     VALIDATORS.register("ends_with", PlainOpenValidator)
     tail = '{"id": 99, "day": "2026-01-02", "last": true}\n'
@@ -285,10 +277,8 @@ def test_a_validator_reading_with_plain_open_sees_the_whole_file(
     # the plugin first: after the JSON validator it would find the download finished
     service["validation"] = {"ends_with": {"tail": tail},
                              "json_schema": service["validation"]["json_schema"]}  # fmt: skip
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url,
-               "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}  # fmt: skip
     with pipeline_log() as messages:
-        job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+        job = run_jobs({"svc": service}, [("j", "svc")], landing=multipart).jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == 1, read_json(
         s3, landing_bucket, ROOT + "quarantine/big.ndjson.error.json"
