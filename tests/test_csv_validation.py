@@ -16,7 +16,7 @@ from module_system.config import load_registry
 from module_system.errors import ConfigError
 from module_system.validation.base import Verdict
 from module_system.validation.csv import BATCH_ROWS, CsvValidator
-from tests.conftest import write_registry
+from tests.helpers import write_registry
 
 SALES_SCHEMA = {
     "fields": [

@@ -24,7 +24,7 @@ from module_system.demo.servers import MotoServer, free_port
 from module_system.observability import lineage
 from module_system.observability.lineage import Dataset, JobLineage, source_uri
 from module_system.observability.redaction import register_secret
-from tests.conftest import write_batch, write_registry
+from tests.helpers import write_batch, write_registry
 
 
 class Receiver:
@@ -185,14 +185,14 @@ def test_dataset_names_follow_openlineage_naming() -> None:
 
 def test_a_real_job_emits_start_then_complete_or_fail(
     receiver: tuple[str, Receiver], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3: Any,
-    s3_server: MotoServer, landing_bucket: str, source_bucket: str, state_url: str,
+    s3_server: MotoServer, landing: dict[str, Any], landing_bucket: str, source_bucket: str,
+    state_url: str,
 ) -> None:  # fmt: skip
     url, server = receiver
     monkeypatch.setenv("OPENLINEAGE_URL", url)
     s3.put_object(Bucket=source_bucket, Key="in/a.txt", Body=b"hello")
     source = {"bucket": source_bucket, "prefix": "in/", "endpoint_url": s3_server.url}
     missing = {**source, "bucket": "no-such-bucket-here"}
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url, "region": "us-east-1"}
     services = {"good": {"type": "s3", "source": source}, "bad": {"type": "s3", "source": missing}}
     registry = write_registry(tmp_path / "r.yaml", landing, services)
     batch = write_batch(tmp_path / "b.json", [("j_good", "good"), ("j_bad", "bad")])
