@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -32,12 +31,11 @@ from module_system.results import BatchResult, JobStatus
 from module_system.sources.http import ratelimit
 from module_system.state import StateStore
 from tests import api_server as harness
-from tests.api_server import ApiServer, api_fixture  # noqa: F401  (the "api" fixture)
-from tests.conftest import list_keys, read_json, write_batch, write_registry
+from tests.api_server import ApiServer
 from tests.dask_cluster import DaskCluster, dask_cluster, gate_proxy, wait_until
+from tests.helpers import list_keys, pg_database, read_json, write_batch, write_registry
 
 pytestmark = pytest.mark.timeout(240)
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 SCHEMA = {
     "type": "object",
     "required": ["id", "day"],
@@ -48,14 +46,8 @@ SCHEMA = {
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A database of its own on the machine's PostgreSQL."""
-    name = f"ms_dask_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture
