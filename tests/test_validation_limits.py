@@ -129,6 +129,15 @@ def test_an_ndjson_line_over_max_file_bytes_is_too_large(tmp_path: Path) -> None
     assert verdict.issues[0].message.startswith("line 4 is longer than 1,000 bytes")
 
 
+@pytest.mark.parametrize("name", ["data.json.gz", "data.ndjson.gz"])
+def test_a_truncated_gzip_is_invalid_not_a_crash(tmp_path: Path, name: str) -> None:
+    packed = gzip.compress(b'{"a": 1}\n' * 10_000)
+    verdict = validate(tmp_path, name, packed[: len(packed) // 2])
+    assert not verdict.valid
+    assert verdict.issues[-1].location == "file"
+    assert verdict.issues[-1].message.startswith("cannot read the file")
+
+
 def test_the_ratio_guard_is_an_option(tmp_path: Path) -> None:
     """With the ratio guard raised, the size cap stops the same bomb."""
     options = {"max_decompression_ratio": 5000, "max_file_bytes": 32 * MiB}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
@@ -209,6 +210,12 @@ class _Blocks:
         table.check_row_count(done)
         return done
 
+    def _a_row_of_missing_values(self, block: pa.Table) -> bool:
+        missing = pa.array(sorted(self.table.missing), pa.string())
+        flags = [pc.is_in(c, value_set=missing, memory_pool=_POOL) for c in block.columns]
+        every = functools.reduce(lambda a, b: pc.and_(a, b, memory_pool=_POOL), flags)
+        return bool(pc.any(every).as_py())
+
     def _watch(self) -> None:
         if self.feed.problem is not None:
             self.feed.stop()
@@ -229,6 +236,8 @@ class _Blocks:
             lengths = [pc.binary_length(column, memory_pool=_POOL) for column in block.columns]
             if pc.min(pc.max_element_wise(*lengths, memory_pool=_POOL)).as_py() == 0:
                 raise FallBack("a blank line (or a row of empty fields)")
+        if self.table.missing != {""} and self._a_row_of_missing_values(block):
+            raise FallBack("a row of missing values only (a blank row)")
         failing = [
             (position, column)
             for position, column in self.columns

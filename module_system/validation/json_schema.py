@@ -25,6 +25,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from module_system import json_path
+from module_system.validation import json_text
 from module_system.validation.base import (
     InputRefused,
     IssueCollector,
@@ -108,12 +109,16 @@ class JsonSchemaValidator(Validator):
     def _validate_document(self, path: Path, name: str, issues: IssueCollector) -> int:
         options: JsonSchemaOptions = self.options
         limits = ReadLimits(options.max_file_bytes, options.max_decompression_ratio)
-        with open_binary(path, name, limits) as fh:
-            data = fh.read()
         try:
-            instance = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            issues.add(f"not parseable JSON: {exc}", "$")
+            with open_binary(path, name, limits) as fh:
+                data = fh.read()
+        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
+            issues.add(f"cannot read the file: {exc}", "file")
+            return 0
+        try:
+            instance = json_text.parse(data)
+        except json_text.NotJson as exc:
+            issues.add(str(exc), "$")
             return 0
         if self.options.records_path is None:
             self._check(instance, "$", issues)
@@ -138,19 +143,22 @@ class JsonSchemaValidator(Validator):
     def _validate_lines(self, path: Path, name: str, issues: IssueCollector) -> int:
         records = done = 0
         limits = ReadLimits(max_ratio=self.options.max_decompression_ratio)
-        with open_binary(path, name, limits) as fh:
-            for batch in _line_batches(fh, self.options.max_file_bytes):
-                if self._batch_is_valid(batch):
-                    records += len(batch)
-                else:  # find and report the problems line by line
-                    records += self._check_lines(batch, done, issues)
-                done += len(batch)
+        try:
+            with open_binary(path, name, limits) as fh:
+                for batch in _line_batches(fh, self.options.max_file_bytes):
+                    if self._batch_is_valid(batch):
+                        records += len(batch)
+                    else:  # find and report the problems line by line
+                        records += self._check_lines(batch, done, issues)
+                    done += len(batch)
+        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
+            issues.add(f"cannot read the file after line {done}: {exc}", "file")
         return records
 
     def _batch_is_valid(self, lines: list[bytes]) -> bool:
         """One call into the Rust validator for a whole batch of lines: ~1.3x faster than
         one call a line. Blank or broken lines fail here and are checked one by one."""
-        if self._batch_validator is None:
+        if self._batch_validator is None or json_text.may_need_exact(lines):
             return False
         try:
             instances = list(map(orjson.loads, lines))
@@ -165,9 +173,9 @@ class JsonSchemaValidator(Validator):
                 continue
             records += 1
             try:
-                instance = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                issues.add(f"line {number}: not parseable JSON: {exc}", f"line {number}")
+                instance = json_text.parse(line)
+            except json_text.NotJson as exc:
+                issues.add(f"line {number}: {exc}", f"line {number}")
                 continue
             self._check(instance, f"line {number}: $", issues)
         return records
@@ -175,8 +183,11 @@ class JsonSchemaValidator(Validator):
     def _check(self, instance: Any, root: str, issues: IssueCollector) -> None:
         if self._validator.is_valid(instance):  # fast path: no error objects built
             return
-        for error in self._validator.iter_errors(instance):
-            issues.add(error.message, root + _json_path(error.instance_path))
+        try:
+            for error in self._validator.iter_errors(instance):
+                issues.add(error.message, root + _json_path(error.instance_path))
+        except ValueError as exc:  # jsonschema-rs lists errors only to a nesting depth (255)
+            issues.add(f"not valid against the schema; its errors cannot be listed: {exc}", root)
 
 
 def _array_validator(schema: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ import itertools
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 
 from module_system.validation.base import IssueCollector
 from module_system.validation.csv_options import CsvOptions
@@ -52,6 +53,8 @@ class TableCheck:
         self, options: CsvOptions, checks: list[FieldCheck] | None, issues: IssueCollector
     ) -> None:
         self.options, self.checks, self.issues = options, checks, issues
+        # a row of missing values only is a blank row (Frictionless: blank-row)
+        self.missing = checks[0].missing if checks else frozenset({""})
         self.width = 0
         self.columns: list[tuple[int, FieldCheck]] = []  # (position in the row, check)
         self.bad_bytes_found = 0
@@ -129,6 +132,8 @@ class TableCheck:
             rows, numbers = self._find_bad_bytes(rows, numbers)
         if set(map(len, rows)) != {self.width}:
             rows, numbers = self._drop_wrong_width(rows, numbers)
+        if rows and not self.missing.isdisjoint(map(itemgetter(0), rows)):  # cheap first look
+            rows, numbers = self._drop_blank_rows(rows, numbers)
         if not rows or not self.columns:
             return
         columns = list(zip(*rows, strict=True))
@@ -151,12 +156,24 @@ class TableCheck:
             if len(row) == self.width:
                 kept_rows.append(row)
                 kept_numbers.append(number)
-            elif not row:
+            elif self.missing.issuperset(row):  # no fields, or missing values only
                 self.issues.add("blank row", f"row {number}")
             else:
                 self.issues.add(
                     f"row has {len(row)} fields, expected {self.width}", f"row {number}"
                 )
+        return kept_rows, kept_numbers
+
+    def _drop_blank_rows(
+        self, rows: list[list[str]], numbers: Sequence[int]
+    ) -> tuple[list[list[str]], list[int]]:
+        kept_rows, kept_numbers = [], []
+        for row, number in zip(rows, numbers, strict=True):
+            if self.missing.issuperset(row):
+                self.issues.add("blank row", f"row {number}")
+            else:
+                kept_rows.append(row)
+                kept_numbers.append(number)
         return kept_rows, kept_numbers
 
     def _pending_bad_bytes(self) -> bool:

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 Parse = Callable[[str], Any]
@@ -83,6 +84,7 @@ class FieldCheck:
     _known: dict[str, Any] = field(default_factory=dict)  # text -> typed, recent values
     _canonical: bool = False  # the last integer batch was plain digits, no leading zeros
     truth: tuple[frozenset[str], frozenset[str]] | None = None  # a boolean's texts (true, false)
+    exact: Parse | None = None  # a number's exact value (Decimal): its key when unique
 
     @property
     def need_values(self) -> bool:
@@ -170,6 +172,8 @@ class FieldCheck:
     def _values_ok(self, typed: Sequence[Any], present: Sequence[str]) -> bool:
         low, high = self.bounds
         if typed:
+            if self.type == "number" and self.bounds != (None, None) and "NaN" in present:
+                return False  # NaN is within no bounds (min and max would skip it)
             if low is not None and min(typed) < low:
                 return False
             if high is not None and max(typed) > high:
@@ -196,7 +200,7 @@ class FieldCheck:
             return present
         if self.type == "integer":
             return list(map(str, map(int, present)))
-        return list(map(self.parse, present))
+        return list(map(self.exact or self.parse, present))
 
     # --- the slow path: what is wrong with one value
 
@@ -220,22 +224,25 @@ class FieldCheck:
     def _value_problems(self, value: str, parsed: Any) -> list[str]:
         problems = []
         low, high = self.bounds
-        try:
-            if low is not None and parsed < low:
+        try:  # "not >=": NaN compares false with everything, so it is within no bounds
+            if low is not None and not parsed >= low:
                 problems.append(f"constraint minimum: {_show(value)} is below {low}")
-            if high is not None and parsed > high:
+            if high is not None and not parsed <= high:
                 problems.append(f"constraint maximum: {_show(value)} is above {high}")
         except TypeError:
             problems.append(f"type: {_show(value)} cannot be compared with the bounds")
         if self.enum is not None and parsed not in self.enum:
             problems.append(f"constraint enum: {_show(value)} is not one of the allowed values")
         if self.unique:
-            key = str(parsed) if self.type == "integer" else parsed
+            key = str(parsed) if self.type == "integer" else self._exact_key(value, parsed)
             if key in self.seen:
                 problems.append(f"constraint unique: {_show(value)} repeats an earlier row")
             else:
                 self.seen[key] = None
         return problems
+
+    def _exact_key(self, value: str, parsed: Any) -> Any:
+        return parsed if self.exact is None else self.exact(value)
 
 
 def _show(value: str) -> str:
@@ -276,6 +283,8 @@ def _compile_field(spec: Any, index: int, missing: frozenset[str]) -> FieldCheck
     fmt = spec.get("format", "default")
     parse, form = _type_parser(name, kind, fmt, spec)
     check = FieldCheck(name=name, type=kind, parse=parse, form=form, missing=missing)
+    if kind == "number":
+        check.exact = _exact_number(spec)
     if kind == "boolean":  # for the Arrow fast path (module_system.validation.csv_fast)
         texts = [spec.get("trueValues", DEFAULT_TRUE), spec.get("falseValues", DEFAULT_FALSE)]
         true_texts, false_texts = (frozenset(v for v in t if isinstance(v, str)) for t in texts)
@@ -312,13 +321,29 @@ def _boolean_parser(true_values: set[str], false_values: set[str]) -> Parse:
 
 def _numeric_parser(kind: str, spec: dict[str, Any]) -> tuple[Parse, Any]:
     convert: Parse = int if kind == "integer" else float
+    plain = _plain_number(kind, spec)
+    if plain is None:
+        return convert, _batch_form(_FORMS[kind])
+    return (lambda value: convert(plain(value))), None
+
+
+def _exact_number(spec: dict[str, Any]) -> Parse:
+    """A number's exact value, the key of a ``unique`` column: ``1e400`` is no ``INF``,
+    ``0.1`` no ``0.10000000000000001`` (as floats they are)."""
+    plain = _plain_number("number", spec)
+    return Decimal if plain is None else (lambda value: Decimal(plain(value)))
+
+
+def _plain_number(kind: str, spec: dict[str, Any]) -> Callable[[str], str] | None:
+    """The text of a number written with ``decimalChar``, ``groupChar`` or not bare, as
+    Python reads numbers (ValueError when it is none); None when written that way already."""
     decimal, group = spec.get("decimalChar", "."), spec.get("groupChar", "")
     bare = spec.get("bareNumber", True)
     if decimal == "." and not group and bare:
-        return convert, _batch_form(_FORMS[kind])
+        return None
     strip = None if bare else re.compile(r"^[^\d+\-.]*|[^\d]*$")
 
-    def parse(value: str) -> Any:
+    def plain(value: str) -> str:
         if strip is not None:
             value = strip.sub("", value)
         if group:
@@ -327,9 +352,9 @@ def _numeric_parser(kind: str, spec: dict[str, Any]) -> tuple[Parse, Any]:
             value = value.replace(".", "\x00").replace(decimal, ".")
         if not re.fullmatch(_FORMS[kind], value):
             raise ValueError(value)
-        return convert(value)
+        return value
 
-    return parse, None
+    return plain
 
 
 def _temporal_parser(name: str, kind: str, fmt: str) -> tuple[Parse, Any]:
