@@ -7,7 +7,7 @@ also checks workers that join later and sets up their logging) and a scheduler p
 cluster-wide rate limits, :mod:`.cluster_limits`). Each job is one task with a unique key
 (``pure=False``): Dask runs it at least once, and a job whose worker died is run again on
 another worker, which the report notes. Workers send progress and log lines as Dask
-events on the batch's topic; the client applies them to its statistics and logs. Ctrl-C
+events (tagged with the run); the client applies them to its statistics and logs. Ctrl-C
 sets the batch's ``distributed.Event``: running jobs finish their current files, and
 tasks that have not started are cancelled.
 """
@@ -29,7 +29,7 @@ from module_system.errors import ConfigError, ModuleSystemError
 from module_system.observability.redaction import mask_url, redact
 from module_system.orchestrator import fingerprint
 from module_system.orchestrator.cluster_limits import PLUGIN_NAME, ClusterLimits
-from module_system.orchestrator.dask_worker import RemoteJob, WorkerSetup, run_remote_job
+from module_system.orchestrator.dask_worker import TOPIC, RemoteJob, WorkerSetup, run_remote_job
 from module_system.orchestrator.executor import BatchContext
 from module_system.orchestrator.progress import apply_files
 from module_system.orchestrator.remote_logs import ClientLogs
@@ -98,7 +98,7 @@ class DaskJobExecutor:
         self._registries: dict[str, Registry] = {}
         self._lock = threading.Lock()
         self._logs = ClientLogs(None)
-        self._topic = self._cancel_name = ""
+        self._cancel_name = ""
         self._subscribed = False
 
     # --- JobExecutor ----------------------------------------------------------------
@@ -110,14 +110,13 @@ class DaskJobExecutor:
                 f"machine, which the workers of the Dask cluster at {self.scheduler} cannot "
                 "share: use a PostgreSQL --state-url (or --local-workers)"
             )
-        self._topic = f"module_system-{batch.run_id}"
         self._cancel_name = f"module_system-cancel-{batch.run_id}"
         self._logs = ClientLogs(batch.options.log_dir)
         self._client = self._connect()
         try:
             self._check_workers(self._client)
             self._install_plugins(self._client)
-            self._client.subscribe_topic(self._topic, self._on_event)
+            self._client.subscribe_topic(TOPIC, self._on_event)
             self._subscribed = True
         except BaseException:
             self.shutdown()
@@ -133,7 +132,7 @@ class DaskJobExecutor:
         batch = self._batch
         registry = self._registry_for(job.service_id)
         task = RemoteJob(job, registry, batch.state.url, batch.run_id, batch.options,
-                         self._topic, self._cancel_name, self._fingerprint)  # fmt: skip
+                         self._cancel_name, self._fingerprint)  # fmt: skip
         with self._lock:
             self._tracked[job.job_id] = tracked = _Tracked(job, future)
             self.placements[job.job_id] = tracked.workers
@@ -167,7 +166,7 @@ class DaskJobExecutor:
         self._client = self._cluster = None
         if client is not None:
             if self._subscribed and client.status == "running":
-                client.unsubscribe_topic(self._topic)
+                client.unsubscribe_topic(TOPIC)
             client.close(timeout=5)
         if cluster is not None:
             cluster.close(timeout=10)
@@ -229,6 +228,8 @@ class DaskJobExecutor:
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
         """A worker's message (on the client's event loop): keep it short, never raise."""
         message = event[1]
+        if self._batch is None or message.get("run") != self._batch.run_id:
+            return  # another batch's, on the same cluster
         try:
             kind = message.get("kind")
             if kind == "log":

@@ -10,6 +10,7 @@ returns the :class:`JobResult`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -31,7 +32,7 @@ from module_system.observability.logging import ROOT_LOGGER, setup_logging
 from module_system.orchestrator import fingerprint
 from module_system.orchestrator.cluster_limits import share_buckets_through
 from module_system.orchestrator.progress import EventProgress
-from module_system.orchestrator.remote_logs import ForwardToClient, job_topic
+from module_system.orchestrator.remote_logs import ForwardToClient, job_run
 from module_system.pipeline import RunOptions, run_job
 from module_system.plugins import SOURCE_TYPES
 from module_system.results import JobResult, JobStatus
@@ -42,6 +43,9 @@ from module_system.state.store import StateStore
 log = logging.getLogger(__name__)
 CANCEL_POLL = 1.0  # seconds a job's cancel watch waits on the scheduler per call
 NOT_STARTED = "not started: batch interrupted"
+# One Dask event topic for every run (messages name their run): the scheduler keeps the
+# last events of each topic, so a topic per run would grow it run after run.
+TOPIC = "module_system"
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,6 @@ class RemoteJob:
     state_url: str
     run_id: str
     options: RunOptions
-    topic: str  # Dask event topic of the batch: progress and log lines go there
     cancel_event: str  # name of the batch's distributed.Event, set on Ctrl-C
     fingerprint: fingerprint.Fingerprint  # the client's package and plugins
 
@@ -82,9 +85,15 @@ _stores: dict[str, StateStore] = {}
 _landers: dict[LandingConfig, S3Lander] = {}
 
 
+@functools.cache
+def _installed_here() -> fingerprint.Fingerprint:
+    # What this process has loaded does not change while it runs: read it once.
+    return fingerprint.installed()
+
+
 def check(client_fingerprint: fingerprint.Fingerprint, address: str = "") -> None:
     """Raise :class:`WorkerMismatch` when this process differs from the client."""
-    problems = fingerprint.differences(client_fingerprint, fingerprint.installed())
+    problems = fingerprint.differences(client_fingerprint, _installed_here())
     if problems:
         where = f"worker {address}" if address else "worker"
         raise WorkerMismatch([f"{where}: {problem}" for problem in problems])
@@ -102,9 +111,13 @@ def prepare(worker: Worker, client_fingerprint: fingerprint.Fingerprint) -> None
         # A job's lines go to the client (and its log file to S3): the worker's own stderr
         # keeps the rest, so a local cluster does not print each job line twice.
         console.addFilter(lambda record: not getattr(record, "job_id", None))
-        logging.getLogger(ROOT_LOGGER).addHandler(ForwardToClient(worker.log_event))
+        logging.getLogger(ROOT_LOGGER).addHandler(ForwardToClient(partial(worker.log_event, TOPIC)))
         share_buckets_through(worker)
         _prepared.add(worker.address)
+
+
+def _send(worker: Worker, run_id: str, message: dict[str, Any]) -> None:
+    worker.log_event(TOPIC, {**message, "run": run_id})
 
 
 def worker_log_dir() -> Path:
@@ -133,7 +146,7 @@ def run_remote_job(task: RemoteJob) -> JobResult:
     if batch_cancel.is_set():
         return JobResult(job.job_id, job.service_id, status=JobStatus.CANCELLED,
                          error=NOT_STARTED)  # fmt: skip
-    send = partial(worker.log_event, task.topic)
+    send = partial(_send, worker, task.run_id)
     source_type = SOURCE_TYPES.get(task.registry.services[job.service_id].type).type_name
     send({"kind": "started", "job": job.job_id, "service": job.service_id,
           "module": f"{source_type}_module", "worker": worker.address})  # fmt: skip
@@ -141,13 +154,13 @@ def run_remote_job(task: RemoteJob) -> JobResult:
     progress = EventProgress(send, job.job_id)
     state = state_store(task.state_url)
     options = _options_here(task, state)
-    token = job_topic.set(task.topic)
+    token = job_run.set(task.run_id)
     try:
         with _CancelWatch(batch_cancel, cancel):
             result = run_job(job, task.registry, state, task.run_id, options, cancel, progress)
     finally:
         progress.flush()
-        job_topic.reset(token)
+        job_run.reset(token)
     _upload_log(task, result)
     return result
 

@@ -1,7 +1,7 @@
 """Log lines of jobs that run on Dask workers, brought back to the client.
 
 On a worker, :class:`ForwardToClient` sends each record logged for a job (secrets already
-masked) as a Dask event on the batch's topic. On the client, :class:`ClientLogs` logs it
+masked) as a Dask event, tagged with the job's run. On the client, :class:`ClientLogs` logs it
 again through the client's own handlers (console and run log) and writes it to the job's
 file in the client's log directory, named as in a local run. The worker's own JSON log
 file of the job is also uploaded beside its manifest (see :mod:`.dask_worker`).
@@ -25,8 +25,8 @@ from module_system.observability.logging import (
 )
 from module_system.observability.redaction import redact
 
-# The batch topic of the job running in this context (set by the worker's task).
-job_topic: ContextVar[str | None] = ContextVar("module_system_job_topic", default=None)
+# The run of the job running in this context (set by the worker's task).
+job_run: ContextVar[str | None] = ContextVar("module_system_job_run", default=None)
 
 
 def log_message(record: logging.LogRecord) -> dict[str, Any]:
@@ -43,19 +43,19 @@ def log_message(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class ForwardToClient(logging.Handler):
-    """Sends records logged for a job to the client, through ``send(topic, message)``."""
+    """Sends records logged for a job to the client, through ``send(message)``."""
 
-    def __init__(self, send: Callable[[str, dict[str, Any]], None]) -> None:
+    def __init__(self, send: Callable[[dict[str, Any]], None]) -> None:
         super().__init__()
         self._send = send
         self.addFilter(JobContextFilter())
 
     def emit(self, record: logging.LogRecord) -> None:
-        topic = job_topic.get()
-        if topic is None or not getattr(record, "job_id", None):
+        run = job_run.get()
+        if run is None or not getattr(record, "job_id", None):
             return  # the worker's own records stay in its logs
         try:
-            self._send(topic, log_message(record))
+            self._send({**log_message(record), "run": run})
         except Exception:
             self.handleError(record)
 
