@@ -345,6 +345,11 @@ def test_ctrl_c_cancels_jobs_not_started_on_the_cluster(
     assert len(started) == 2
     for job in started:
         assert 1 <= job.counts.uploaded < 5 and job.counts.failed == 0
+    with cluster.client() as client:  # the batch's cancel event was cleared afterwards
+        events = client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.extensions["events"]._events)
+        )
+    assert [name for name in events if result.run_id in name] == []
 
 
 def test_a_worker_without_a_plugin_of_the_client_fails_the_batch_early(

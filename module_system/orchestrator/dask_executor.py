@@ -165,11 +165,22 @@ class DaskJobExecutor:
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
         if client is not None:
-            if self._subscribed and client.status == "running":
-                client.unsubscribe_topic(TOPIC)
+            if client.status == "running":
+                self._forget(client)
             client.close(timeout=5)
         if cluster is not None:
             cluster.close(timeout=10)
+
+    def _forget(self, client: Client) -> None:
+        """Leave nothing of this batch on the scheduler (a set Event stays there until
+        cleared); every job has ended by now."""
+        if self._subscribed:
+            client.unsubscribe_topic(TOPIC)
+        if self.cancelled.is_set():
+            try:
+                Event(self._cancel_name, client=client).clear()
+            except Exception as exc:
+                log.debug("could not clear the cancel event: %s", exc)
 
     # --- set-up -----------------------------------------------------------------------
     def _connect(self) -> Client:
