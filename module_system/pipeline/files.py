@@ -104,12 +104,16 @@ class FileLander:
         memory stays bounded whatever the number of items the service has."""
         numbered = enumerate(self.source.list_items())
         while batch := list(itertools.islice(numbered, LOOKUP_BATCH)):
-            known = {} if self.ctx.full_refresh else self.ctx.state.landed_files(
-                self.ctx.service_id, {item.key for _, item in batch})  # fmt: skip
+            known = self._landed_before({item.key for _, item in batch})
             for number, item in batch:
                 yield number, item, self._usable(known.get(item.key))
             if self.ctx.stop_requested():
                 return
+
+    def _landed_before(self, keys: set[str]) -> dict[str, FileRecord]:
+        if self.ctx.full_refresh:
+            return {}
+        return self.ctx.state.landed_files(self.ctx.service_id, keys)
 
     def _usable(self, prior: FileRecord | None) -> FileRecord | None:
         # Landed under another prefix (the registry's landing prefix changed): land again.
@@ -144,8 +148,7 @@ class FileLander:
             entry = self._failed(item, exc)
         except Exception as exc:  # recorded as a failed file, never silently dropped
             log.exception("%s: unexpected error", item.uri)
-            entry = self._entry(item, FileOutcome.FAILED, error=redact(f"internal error: {exc!r}"),
-                                details={"reason": "internal"})  # fmt: skip
+            entry = self._failed_entry(item, f"internal error: {exc!r}", "internal")
         finally:
             if path is not None:
                 path.unlink(missing_ok=True)
@@ -155,10 +158,14 @@ class FileLander:
             self.flush_records()
 
     def _failed(self, item: RemoteItem, exc: ModuleSystemError) -> ManifestEntry:
-        entry = self._entry(item, FileOutcome.FAILED, error=redact(str(exc)),
-                            details={"reason": exc.reason})  # fmt: skip
+        entry = self._failed_entry(item, str(exc), exc.reason)
         log.error("%s: %s", item.uri, entry.error)
         return entry
+
+    def _failed_entry(self, item: RemoteItem, error: str, reason: str) -> ManifestEntry:
+        return self._entry(
+            item, FileOutcome.FAILED, error=redact(error), details={"reason": reason}
+        )
 
     def _count(self, entry: ManifestEntry) -> None:
         outcome = entry.outcome
@@ -183,8 +190,7 @@ class FileLander:
         checked = self._fetch_and_check(item, path, prior)
         digest = checked.digest
         if prior and prior.sha256 == digest.sha256_hex:  # same bytes, new version stamp
-            record = self._record(item, prior.landing_key, digest.sha256_hex, prior.verdict,
-                                  digest.size)  # fmt: skip
+            record = self._record(item, prior.landing_key, digest, prior.verdict)
             return self._unchanged(item, prior), record
         verdict = checked.verdict or self.suite.validate(path, item.key)
         if not verdict.valid and PARTS in item.extra:  # a batch: its invalid parts land alone
@@ -196,7 +202,7 @@ class FileLander:
         key = checked.landed_key or self._key_for(item, verdict)
         if not checked.landed_key:
             transfer = self._land_file(item, path, key, digest, verdict, prior, copy)
-        record = self._record(item, key, digest.sha256_hex, _verdict_word(verdict), digest.size)
+        record = self._record(item, key, digest, _verdict_word(verdict))
         outcome = FileOutcome.LANDED if verdict.valid else FileOutcome.QUARANTINED
         log.debug("%s -> %s (%s)", item.uri, key, outcome.value)
         note = SUPERSEDES if prior and prior.verdict == "valid" and not verdict.valid else None
@@ -329,10 +335,10 @@ class FileLander:
             raise TerminalError(f"{item.uri}: lands on a key another item of this job took: "
                                 f"{key}", reason="key_collision")  # fmt: skip
 
-    def _record(self, item: RemoteItem, key: str, sha: str, verdict: str, size: int) -> FileRecord:
+    def _record(self, item: RemoteItem, key: str, digest: FileDigest, verdict: str) -> FileRecord:
         return FileRecord(
-            item_key=item.key, source_uri=item.uri, version=item.version, size=size,
-            sha256=sha, verdict=verdict, landing_key=key,
+            item_key=item.key, source_uri=item.uri, version=item.version, size=digest.size,
+            sha256=digest.sha256_hex, verdict=verdict, landing_key=key,
             run_id=self.ctx.run_id, job_id=self.ctx.job_id,
         )  # fmt: skip
 
@@ -346,8 +352,9 @@ class FileLander:
         fields.setdefault("size", item.size)
         source_details = item.extra.get("details")
         own = fields.get("details")
-        fields["details"] = {**source_details, **own} if source_details and own else (
-            own or source_details)  # fmt: skip
+        if source_details and own:
+            own = {**source_details, **own}
+        fields["details"] = own or source_details
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
                              version=item.version, modified=modified, **fields)  # fmt: skip
