@@ -11,6 +11,8 @@ error's location names the record, e.g. ``$.data.items[3].temperature``. A docum
 not JSON, or has no list at ``records_path``, is invalid with that reason. This is how API
 responses are checked: the API source fills ``records_path`` in from its own ``source:``
 block (see :meth:`ApiSource.adapt_validation`), so the path is written once in the registry.
+An API batch (NDJSON, one response a line) is checked the same way: the source also says
+where a line holds its response (``line_document``), and records_path applies within it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import IO, Any, ClassVar
 import jsonschema_rs
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from module_system import json_path
 from module_system.validation import json_text
@@ -56,6 +59,9 @@ class JsonSchemaOptions(BaseModel):
         "or one NDJSON line); a bigger one makes the file invalid (too_large)",
     )  # fmt: skip
     max_decompression_ratio: float | None = Field(DEFAULT_MAX_RATIO, gt=1)
+    # NDJSON: where each line holds the document records_path is in. Set by the API source
+    # for its batches (a line is a response, its body under "body"); not a registry key.
+    line_document: SkipJsonSchema[str | None] = None
 
 
 class JsonSchemaValidator(Validator):
@@ -125,11 +131,11 @@ class JsonSchemaValidator(Validator):
             return 1
         return self._validate_records(instance, self.options.records_path, issues)
 
-    def _validate_records(self, document: Any, path: str, issues: IssueCollector) -> int:
-        records = json_path.lookup(document, path)
-        where = json_path.display(path)
-        if path in ("", json_path.ROOT) and isinstance(records, dict):
-            records = [records]  # a single object at the root is one record
+    def _validate_records(
+        self, document: Any, path: str, issues: IssueCollector, where: str | None = None
+    ) -> int:
+        records = _records_at(document, path)
+        where = where or json_path.display(path)
         if records is json_path.MISSING:
             issues.add(f"no records: the response has no '{path}'", where)
             return 0
@@ -146,39 +152,63 @@ class JsonSchemaValidator(Validator):
         try:
             with open_binary(path, name, limits) as fh:
                 for batch in _line_batches(fh, self.options.max_file_bytes):
-                    if self._batch_is_valid(batch):
-                        records += len(batch)
-                    else:  # find and report the problems line by line
-                        records += self._check_lines(batch, done, issues)
+                    found = self._batch_records(batch)
+                    if found is None:  # find and report the problems line by line
+                        found = self._check_lines(batch, done, issues)
+                    records += found
                     done += len(batch)
         except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
             issues.add(f"cannot read the file after line {done}: {exc}", "file")
         return records
 
-    def _batch_is_valid(self, lines: list[bytes]) -> bool:
-        """One call into the Rust validator for a whole batch of lines: ~1.3x faster than
-        one call a line. Blank or broken lines fail here and are checked one by one."""
+    def _batch_records(self, lines: list[bytes]) -> int | None:
+        """The records in a batch of lines when every one is valid, checked in one call into
+        the Rust validator: ~1.3x faster than one call a line. None when a line is blank,
+        broken or invalid: then they are checked one by one."""
         if self._batch_validator is None or json_text.may_need_exact(lines):
-            return False
+            return None
         try:
             instances = list(map(orjson.loads, lines))
         except orjson.JSONDecodeError:
-            return False
-        return bool(self._batch_validator.is_valid(instances))
+            return None
+        records = instances if self.options.line_document is None else self._in_lines(instances)
+        if records is None or not self._batch_validator.is_valid(records):
+            return None
+        return len(records)
+
+    def _in_lines(self, lines: list[Any]) -> list[Any] | None:
+        """The records of each line's document, together; None when one has none."""
+        path = self.options.records_path or json_path.ROOT
+        found: list[Any] = []
+        for line in lines:
+            records = _records_at(json_path.lookup(line, self.options.line_document), path)
+            if not isinstance(records, list):
+                return None
+            found += records
+        return found
 
     def _check_lines(self, lines: list[bytes], before: int, issues: IssueCollector) -> int:
         records = 0
         for number, line in enumerate(lines, start=before + 1):
             if not line.strip():
                 continue
-            records += 1
+            records += self.options.line_document is None
             try:
                 instance = json_text.parse(line)
             except json_text.NotJson as exc:
                 issues.add(f"line {number}: {exc}", f"line {number}")
                 continue
-            self._check(instance, f"line {number}: $", issues)
+            if self.options.line_document is None:
+                self._check(instance, f"line {number}: $", issues)
+            else:
+                records += self._check_line_document(instance, number, issues)
         return records
+
+    def _check_line_document(self, line: Any, number: int, issues: IssueCollector) -> int:
+        inside, path = self.options.line_document, self.options.records_path or json_path.ROOT
+        shown = json_path.display(".".join([*json_path.split(inside), *json_path.split(path)]))
+        document = json_path.lookup(line, inside)
+        return self._validate_records(document, path, issues, f"line {number}: {shown}")
 
     def _check(self, instance: Any, root: str, issues: IssueCollector) -> None:
         if self._validator.is_valid(instance):  # fast path: no error objects built
@@ -239,6 +269,14 @@ def _check_line_length(size: int, number: int, limit: int | None) -> None:
             f"line {number} is longer than {limit:,} bytes (max_file_bytes); not read further",
             reason="too_large",
         )
+
+
+def _records_at(document: Any, path: str) -> Any:
+    """What is at ``path``: a list of records, MISSING, or something else (not records)."""
+    records = json_path.lookup(document, path)
+    if path in ("", json_path.ROOT) and isinstance(records, dict):
+        return [records]  # a single object at the root is one record
+    return records
 
 
 def _json_path(parts: Any) -> str:
