@@ -229,6 +229,8 @@ def test_a_worker_killed_mid_job(
         landed = contents(s3, landing_bucket, root + "validated/")
         assert landed == {root + "validated/" + k.removeprefix("in/"): v for k, v in files.items()}
         assert list_keys(s3, landing_bucket, root + "_staging/") == []
+        assert job.log_file == f"s3://{landing_bucket}/{root}_logs/k1.log"  # no local log dir
+        assert list_keys(s3, landing_bucket, root + "_logs/") == [root + "_logs/k1.log"]
         entries = read_json(s3, landing_bucket, job.manifest_key or "")["files"]
         assert sorted(e["key"] for e in entries) == sorted(k.removeprefix("in/") for k in files)
         store = StateStore(pg_url)

@@ -201,6 +201,8 @@ def _upload_log(task: RemoteJob, result: JobResult) -> None:
             lambda: lander.upload_file(path, key, digest, metadata), f"job log {key}"
         )
         path.unlink(missing_ok=True)
+        # Where to read it; the client puts its own copy's path here if it keeps one.
+        result.log_file = f"s3://{task.registry.landing.bucket}/{key}"
     except (ModuleSystemError, OSError) as exc:
         result.notes.append(f"the job's log file was not uploaded to {key}: {exc}")
 
