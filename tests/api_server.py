@@ -322,11 +322,14 @@ def run_jobs(
     state_url: str,
     services: dict[str, dict[str, Any]],
     jobs: list[tuple[str, str]] | None = None,
+    landing_retry: dict[str, Any] | None = None,
     **options: Any,
 ) -> list[JobRun]:
     """Write a registry and batch, run the batch, and collect every job's outcome."""
     jobs = jobs or [(f"job_{name}", name) for name in services]
-    landing = {"bucket": bucket, "endpoint_url": s3_url, "region": "us-east-1"}
+    landing: dict[str, Any] = {"bucket": bucket, "endpoint_url": s3_url, "region": "us-east-1"}
+    if landing_retry:
+        landing["retry"] = landing_retry
     registry = load_registry(write_registry(tmp_path / "registry.yaml", landing, services))
     batch = load_batch(write_batch(tmp_path / "batch.json", jobs), registry)
     batch_result = run_batch(registry, batch, StateStore(state_url), options=RunOptions(**options))

@@ -1,4 +1,4 @@
-"""REST API source: paginated JSON responses, each landing as one file.
+"""REST API source: paginated JSON responses, landed one file a page or in NDJSON batches.
 
 ``list_items`` requests the pages one after the other (the next page depends on the last)
 and yields each response as an item carrying its body; the pipeline's pool validates and
@@ -8,6 +8,12 @@ page retried within a run lands under the same key. Because every run has its ow
 an identical body in a later run is landed again rather than skipped: each run's folder is
 a complete answer of the API, and the incremental cursor, not content hashing, is what
 keeps runs from re-reading old data.
+
+With ``batch_pages: N`` up to N pages land together as ``pages-000001-000100.ndjson``, one
+line a response (see :mod:`.http.batching`): one PUT, one state record and one validator
+call for N pages. Each page is still validated on its own terms (the validator is told that
+a line's records sit in its ``body``), and a page that fails lands alone, in quarantine,
+as ``page-000042.ndjson``: the batch lists its pages as parts, and the pipeline splits it.
 
 Pages are fetched with the service's retry settings (Retry-After honoured), through the
 host's shared rate limit, within the service's egress policy: redirects and pagination links
@@ -35,8 +41,10 @@ from pydantic import ConfigDict, Field, field_validator
 from module_system import json_path
 from module_system.config.models import StrictModel
 from module_system.observability.redaction import mask_url
+from module_system.plugins import VALIDATORS
 from module_system.sources.base import RemoteItem, Source, SourceContext
 from module_system.sources.http.auth import AuthConfig
+from module_system.sources.http.batching import SPOOL_BYTES, PageBatch, response_line
 from module_system.sources.http.client import (
     DEFAULT_MAX_RESPONSE_BYTES,
     ApiClient,
@@ -53,9 +61,9 @@ from module_system.sources.http.pagination import (
 )
 from module_system.sources.http.ratelimit import RateLimitConfig, bucket_for
 from module_system.sources.http.transport import make_client
-from module_system.validation.json_schema import JsonSchemaOptions
 
-SPOOL_BYTES = 4 * 1024 * 1024  # bodies above this wait for the pool on disk, not in memory
+DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
+BATCH_FIELD = "body"  # where a batch line holds its response's body
 
 
 class ApiSourceConfig(StrictModel):
@@ -79,6 +87,13 @@ class ApiSourceConfig(StrictModel):
     allowed_origins: OriginList = Field(
         default_factory=list, description="more origins redirects and page links may go to"
     )
+    batch_pages: int = Field(
+        1, ge=1, description="pages landed together in one NDJSON object (1: a JSON file a page)"
+    )
+    batch_bytes: int = Field(
+        DEFAULT_BATCH_BYTES, ge=1024,
+        description="a batch object ends before it passes this many bytes",
+    )  # fmt: skip
 
     @field_validator("url")
     @classmethod
@@ -97,7 +112,8 @@ class ApiSourceConfig(StrictModel):
 
 
 class ApiSource(Source):
-    """Every page of one endpoint, as raw JSON responses under ``responses/``."""
+    """Every page of one endpoint under ``responses/``: each response as received, or
+    ``batch_pages`` of them a line each in one NDJSON object."""
 
     type_name = "api"
     config_model = ApiSourceConfig
@@ -121,6 +137,8 @@ class ApiSource(Source):
         self.retrier = context.make_retrier()
         self.unreadable_pages = 0
         self._spool: tempfile.TemporaryDirectory[str] | None = None
+        self._spooled = itertools.count()
+        self._base: tuple[str, httpx.URL, str] | None = None  # see _base_url
 
     @classmethod
     def from_config(cls, config: ApiSourceConfig, context: SourceContext) -> Self:
@@ -142,14 +160,31 @@ class ApiSource(Source):
     @classmethod
     def adapt_validation(cls, config: Any, validation: dict[str, Any]) -> dict[str, Any]:
         """Check each record at ``records_path``, and always check that a response is JSON
-        with records where expected: without a configured schema, an empty one is used."""
-        options = validation.get("json_schema") or JsonSchemaOptions(schema_={}, source="api")
+        with records where expected: without a configured schema, an empty one is used.
+        In batches, each line's response body is the document ``records_path`` is in.
+
+        The validator is named through the registry, as the config loader does: sources
+        never import validators."""
+        options = validation.get("json_schema")
+        if options is None:
+            options = VALIDATORS.get("json_schema").options_model(schema={}, source="api")
+        update: dict[str, Any] = {}
         if options.records_path is None:
-            path = config.records_path or json_path.ROOT
-            options = options.model_copy(update={"records_path": path})
-        return {**validation, "json_schema": options}
+            update["records_path"] = config.records_path or json_path.ROOT
+        if config.batch_pages > 1:
+            update["line_document"] = BATCH_FIELD
+        return {**validation, "json_schema": options.model_copy(update=update)}
 
     def list_items(self) -> Iterator[RemoteItem]:
+        if self.config.batch_pages == 1:
+            for page in self._pages():
+                yield page if isinstance(page, RemoteItem) else self._item(page)
+        else:
+            yield from self._batches(self._pages())
+
+    def _pages(self) -> Iterator[Page | RemoteItem]:
+        """Every page, one after the other (the next depends on the last); a page too large
+        to read comes as a failed item and ends pagination."""
         request = PageRequest(self.config.url, dict(self.config.params))
         if self.cursor is not None:
             self.cursor.apply(request)
@@ -161,7 +196,7 @@ class ApiSource(Source):
             try:
                 page = self.retrier.call(
                     functools.partial(self._get, request, number),
-                    f"page {number} of {mask_url(request.url)}",
+                    f"page {number} of {self._base_url(request.url)[1]}",
                 )
             except ResponseTooLarge as exc:  # a failed page in the manifest; no next page
                 self.unreadable_pages += 1
@@ -172,9 +207,41 @@ class ApiSource(Source):
                     "page %d repeats page %d: treating it as the end", number, number - 1
                 )
                 return
-            yield self._item(page)
+            yield page
             if not self._advance(page, request):
                 return
+
+    def _batches(self, pages: Iterator[Page | RemoteItem]) -> Iterator[RemoteItem]:
+        """Pages as NDJSON batches of up to ``batch_pages`` lines and ``batch_bytes`` bytes
+        (a bigger page is a batch of its own). A page that is not JSON, or could not be
+        read, cannot be a line: it comes alone, as with ``batch_pages: 1``."""
+        cfg = self.config
+        batch = PageBatch(self.key_prefix, self._spool_path)
+        try:
+            for page in pages:
+                if isinstance(page, RemoteItem) or page.data is json_path.MISSING:
+                    if batch:
+                        yield batch.take()
+                    yield page if isinstance(page, RemoteItem) else self._item(page)
+                    continue
+                line, part = self._line(page)
+                if batch and batch.size + len(line) > cfg.batch_bytes:
+                    yield batch.take()
+                batch.add(page.number, line, part)
+                if len(batch) == cfg.batch_pages:
+                    yield batch.take()
+            if batch:
+                yield batch.take()
+        finally:
+            batch.close()
+
+    def _line(self, page: Page) -> tuple[bytes, RemoteItem]:
+        """Page ``page`` as a batch line, and as the item it becomes when it lands alone."""
+        url, fetched_at = mask_url(page.url), page.fetched_at.isoformat(timespec="milliseconds")
+        line = response_line(url, page.response.status_code, fetched_at, page.response.content)
+        details = {**self._details(page, url), "fetched_at": fetched_at}
+        key = f"{self.key_prefix}/page-{page.number:06d}.ndjson"
+        return line, RemoteItem(key=key, uri=url, size=len(line), extra={"details": details})
 
     def _advance(self, page: Page, request: PageRequest) -> bool:
         """Move ``request`` to the next page; False when there is none."""
@@ -190,14 +257,23 @@ class ApiSource(Source):
             return False
         self.paginator.update_state(page)
         if self.paginator.has_next_page:
+            before = request.url
             self.paginator.update_request(request)
-            self.client.policy.check_origin(request.url, f"the link to page {page.number + 1},")
+            if request.url != before:  # every request is checked; this names the link
+                self.client.policy.check_origin(request.url, f"the link to page {page.number + 1},")
         return self.paginator.has_next_page
+
+    def _base_url(self, url: str) -> tuple[httpx.URL, str]:
+        """``url`` parsed, and masked, once while it stays the same: page numbers, offsets
+        and cursors change only the query parameters, which are kept apart."""
+        if self._base is None or self._base[0] != url:
+            self._base = (url, httpx.URL(url), mask_url(url))
+        return self._base[1], self._base[2]
 
     def _get(self, request: PageRequest, number: int) -> Page:
         cfg = self.config
         http_request = self.client.build_request(
-            cfg.method, request.url, request.params, cfg.json_body
+            cfg.method, self._base_url(request.url)[0], request.params, cfg.json_body
         )
         url = str(http_request.url)  # before auth: an api key in the query is not in it
         response = self.client.send(http_request)
@@ -205,25 +281,30 @@ class ApiSource(Source):
 
     def _item(self, page: Page) -> RemoteItem:
         body = page.response.content
+        url = mask_url(page.url)
+        extra: dict[str, Any] = {"details": self._details(page, url)}
+        if len(body) > SPOOL_BYTES:
+            extra["spooled"] = self._spool_path()
+            extra["spooled"].write_bytes(body)
+        else:
+            extra["body"] = body
+        return RemoteItem(
+            key=f"{self.key_prefix}/page-{page.number:06d}.json",
+            uri=url,
+            size=len(body),
+            extra=extra,
+        )
+
+    def _details(self, page: Page, masked_url: str) -> dict[str, Any]:
         details = {
             "page": page.number,
-            "request_url": mask_url(page.url),
+            "request_url": masked_url,
             "http_status": page.response.status_code,
             "records": None if page.records is None else len(page.records),
         }
         if page.problem:
             details["problem"] = page.problem
-        extra: dict[str, Any] = {"details": details}
-        if len(body) > SPOOL_BYTES:
-            extra["spooled"] = self._spool_body(page.number, body)
-        else:
-            extra["body"] = body
-        return RemoteItem(
-            key=f"{self.key_prefix}/page-{page.number:06d}.json",
-            uri=mask_url(page.url),
-            size=len(body),
-            extra=extra,
-        )
+        return details
 
     def _failed_item(self, number: int, request: PageRequest, error: Exception) -> RemoteItem:
         details = {"page": number, "request_url": mask_url(request.url)}
@@ -233,12 +314,11 @@ class ApiSource(Source):
             extra={"error": error, "details": details},
         )
 
-    def _spool_body(self, number: int, body: bytes) -> Path:
+    def _spool_path(self) -> Path:
+        """A new file name in this source's spool folder, for a body that waits on disk."""
         if self._spool is None:
             self._spool = tempfile.TemporaryDirectory(prefix="ms-api-")
-        path = Path(self._spool.name) / f"page-{number:06d}.json"
-        path.write_bytes(body)
-        return path
+        return Path(self._spool.name) / f"{next(self._spooled):08d}"
 
     def fetch(self, item: RemoteItem, dest: Path) -> None:
         if "error" in item.extra:

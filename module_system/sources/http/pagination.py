@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urljoin
 
@@ -44,6 +45,7 @@ class Page:
     data: Any = json_path.MISSING
     records: list[Any] | None = None
     problem: str | None = None
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class BasePaginator(ABC):
