@@ -109,8 +109,7 @@ class S3Lander:
         try:
             with translate_errors(self.landing, bucket, key):
                 if digest.size > MAX_COPY_BYTES:
-                    config = TransferConfig(multipart_threshold=MAX_COPY_BYTES,
-                                            multipart_chunksize=digest.part_size)  # fmt: skip
+                    config = _copy_in_parts(digest)
                     self.client.copy(copy_from, bucket, key, ExtraArgs=args, Config=config)
                     self.verify(key, digest.s3_checksum(True), digest.size)
                     return True
@@ -136,11 +135,9 @@ class S3Lander:
         in_parts = digest.size > MAX_COPY_BYTES  # UploadPartCopy, in our part size
         with translate_errors(self.landing, bucket, key):
             if in_parts:
-                config = TransferConfig(multipart_threshold=MAX_COPY_BYTES,
-                                        multipart_chunksize=digest.part_size)  # fmt: skip
                 self.client.copy(
                     {"Bucket": bucket, "Key": source_key}, bucket, key,
-                    ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=config,
+                    ExtraArgs={"ChecksumAlgorithm": "SHA256"}, Config=_copy_in_parts(digest),
                 )  # fmt: skip
             else:
                 self.client.copy_object(
@@ -283,6 +280,12 @@ class S3Lander:
                 "will re-upload",
                 reason="checksum_mismatch",
             )
+
+
+def _copy_in_parts(digest: FileDigest) -> TransferConfig:
+    """A copy bigger than CopyObject allows, in parts of our part size: S3's checksum of
+    the copy then comes out as ours."""
+    return TransferConfig(multipart_threshold=MAX_COPY_BYTES, multipart_chunksize=digest.part_size)
 
 
 def _same_checksum(stored: str, expected: str) -> bool:

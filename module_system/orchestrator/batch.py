@@ -158,25 +158,23 @@ class _Dispatcher:
             log.error("job %s crashed outside its own error handling", job.job_id,
                       exc_info=exc)  # fmt: skip
             error = redact(f"internal error: {exc!r}")
-        return self._recorded(JobResult(job.job_id, job.service_id, status=JobStatus.FAILED,
-                                        error=error))  # fmt: skip
+        return self._recorded(job, JobStatus.FAILED, error)
 
     def result_of(self, job: JobSpec) -> JobResult:
         """The job's result; a job that never started is recorded as cancelled."""
         if job.job_id in self.results:
             return self.results[job.job_id]
         self.context.stats.job_finished(JobStatus.CANCELLED, started=False)
-        result = JobResult(job.job_id, job.service_id, status=JobStatus.CANCELLED,
-                           error=NOT_STARTED)  # fmt: skip
-        return self._recorded(result)
+        return self._recorded(job, JobStatus.CANCELLED, NOT_STARTED)
 
-    def _recorded(self, result: JobResult) -> JobResult:
-        """Record a result the job itself could not record."""
+    def _recorded(self, job: JobSpec, status: JobStatus, error: str) -> JobResult:
+        """The result of a job that could not record its own, recorded here."""
+        result = JobResult(job.job_id, job.service_id, status=status, error=error)
+        state, run_id = self.context.state, self.context.run_id
         try:
-            self.context.state.save_job(self.context.run_id, result.job_id, result.service_id,
-                                        status=result.status.value, error=result.error)  # fmt: skip
+            state.save_job(run_id, job.job_id, job.service_id, status=status.value, error=error)
         except Exception as exc:
-            log.error("could not record job %s: %s", result.job_id, redact(str(exc)))
+            log.error("could not record job %s: %s", job.job_id, redact(str(exc)))
         return result
 
 
