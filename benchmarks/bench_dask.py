@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -29,11 +30,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 import psycopg
 import yaml
 
@@ -148,8 +150,12 @@ class Bench:
         batch_path.write_text(json.dumps({"description": name, "jobs": jobs}))
         return registry, load_batch(batch_path, registry)
 
-    def run(self, executor: JobExecutor, registry: Any, batch: Any, workers: int) -> float:
+    def run(
+        self, executor: JobExecutor, registry: Any, batch: Any, workers: int
+    ) -> tuple[float, float]:
+        """Run the batch; its wall time, and the CPU time of this process and its children."""
         state = StateStore(self.state_url)
+        cpu = cpu_seconds()
         start = time.perf_counter()
         try:
             result: BatchResult = run_batch(registry, batch, state, executor=executor,
@@ -157,11 +163,30 @@ class Bench:
                                             options=RunOptions(full_refresh=True))  # fmt: skip
         finally:
             state.close()
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         failed = [(j.job_id, j.error) for j in result.jobs if j.status.value != "completed"]
         if failed:
             raise SystemExit(f"jobs failed: {failed[:3]}")
-        return wall
+        return wall, cpu
+
+
+def idle_cpu_rate(seconds: float = 3.0) -> float:
+    """CPU seconds per second that this process and its children use doing nothing (Dask's
+    heartbeats, the S3 server's loop): taken out of the per-job figures."""
+    before = cpu_seconds()
+    time.sleep(seconds)
+    return (cpu_seconds() - before) / seconds
+
+
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and its living children (workers, S3 server)."""
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def on_local_cluster(workers: int) -> contextlib.AbstractContextManager[LocalCluster]:
@@ -189,8 +214,8 @@ def cpu_bound(bench: Bench, args: argparse.Namespace) -> None:
                 warm_registry, warm_batch = bench.batch("warm", tiny_services(2))
                 bench.run(DaskJobExecutor(cluster.scheduler_address), warm_registry, warm_batch, 2)
                 registry, batch = bench.batch(f"cpu-{encoding}-{workers}", services)
-                walls[workers] = bench.run(DaskJobExecutor(cluster.scheduler_address), registry,
-                                           batch, args.services)  # fmt: skip
+                walls[workers], _ = bench.run(DaskJobExecutor(cluster.scheduler_address), registry,
+                                              batch, args.services)  # fmt: skip
             rate = total_mb / walls[workers]
             print(f"   {path_name:<17} {workers} worker(s): {walls[workers]:6.1f} s  "
                   f"{rate:6.1f} MB/s  load {os.getloadavg()[0]:.1f}")  # fmt: skip
@@ -204,27 +229,29 @@ def tiny_services(count: int) -> dict[str, Any]:
 
 
 def overhead(bench: Bench, args: argparse.Namespace) -> None:
-    print(f"\n2. {args.tiny} tiny jobs (one 2-byte file each), 2 at once")
-    registry, _ = bench.batch("tiny-warm", tiny_services(args.tiny))
-    walls: dict[str, float] = {}
+    print(f"\n2. {args.tiny} tiny jobs (one 2-byte file each), 2 at once; CPU is that of every "
+          "process here (client, scheduler, workers, S3 server)")  # fmt: skip
+    registry, _ = bench.batch("tiny", tiny_services(args.tiny))
+    measures: dict[str, tuple[float, float]] = {}
     for name in ("threads", "dask"):
-        _, batch = bench.batch(f"tiny-{name}", tiny_services(args.tiny))
-        if name == "threads":
-            walls[name] = bench.run(ThreadJobExecutor(2), registry, batch, 2)
-        else:
-            with on_local_cluster(2) as cluster:
-                warm_registry, warm_batch = bench.batch("warm", tiny_services(4))
-                bench.run(DaskJobExecutor(cluster.scheduler_address), warm_registry, warm_batch, 2)
-                walls[name] = bench.run(DaskJobExecutor(cluster.scheduler_address), registry,
-                                        batch, 2)  # fmt: skip
-        per_job = walls[name] / args.tiny * 1000
-        print(f"   {name:<8} {walls[name]:6.2f} s  {args.tiny / walls[name]:6.1f} jobs/s  "
-              f"{per_job:6.1f} ms/job  load {os.getloadavg()[0]:.1f}")  # fmt: skip
-    extra = (walls["dask"] - walls["threads"]) / args.tiny * 1000
-    print(
-        f"   overhead of a Dask task over a pool thread: {extra:.1f} ms per job "
-        "(2 jobs at once on each side)"
-    )
+        with contextlib.ExitStack() as stack:
+            executor: Callable[[], JobExecutor] = functools.partial(ThreadJobExecutor, 2)
+            if name == "dask":
+                cluster = stack.enter_context(on_local_cluster(2))
+                executor = functools.partial(DaskJobExecutor, cluster.scheduler_address)
+            warm_registry, warm_batch = bench.batch("warm", tiny_services(4))
+            bench.run(executor(), warm_registry, warm_batch, 2)
+            idle = idle_cpu_rate()
+            _, batch = bench.batch(f"tiny-{name}", tiny_services(args.tiny))
+            wall, cpu = bench.run(executor(), registry, batch, 2)
+            measures[name] = wall, cpu - idle * wall  # without what the processes use idle
+        wall, cpu = measures[name]
+        print(f"   {name:<8} {wall:6.2f} s  {args.tiny / wall:6.1f} jobs/s  "
+              f"{wall / args.tiny * 1000:6.1f} ms/job  CPU {cpu / args.tiny * 1000:6.1f} ms/job "
+              f"(idle: {idle * 1000:.0f} ms/s)  load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    (wall_t, cpu_t), (wall_d, cpu_d) = measures["threads"], measures["dask"]
+    print(f"   a Dask task over a pool thread: {(wall_d - wall_t) / args.tiny * 1000:+.1f} ms wall "
+          f"and {(cpu_d - cpu_t) / args.tiny * 1000:+.1f} ms CPU per job")  # fmt: skip
 
 
 def main() -> None:
