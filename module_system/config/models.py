@@ -25,12 +25,20 @@ class S3Connection(StrictModel):
     """Where and how to reach an S3 API. Without keys, boto3's own credential chain applies
     (environment, shared profile, SSO, instance role)."""
 
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: SecretStr | None = None
-    aws_session_token: SecretStr | None = None
+    endpoint_url: str | None = Field(
+        None, description="an S3-compatible endpoint (MinIO, Ceph, R2, moto); unset: AWS"
+    )
+    region: str | None = Field(None, description="region name; unset: boto3's default")
+    profile: str | None = Field(None, description="named profile from ~/.aws/config")
+    aws_access_key_id: str | None = Field(
+        None, description="explicit access key id; unset: the profile or boto3's chain"
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        None, description="explicit secret access key (a secret: use ${VAR})"
+    )
+    aws_session_token: SecretStr | None = Field(
+        None, description="session token of temporary keys (a secret: use ${VAR})"
+    )
 
     @field_validator("endpoint_url", "region", "profile", "aws_access_key_id", mode="before")
     @classmethod
@@ -47,19 +55,23 @@ class S3Connection(StrictModel):
 class RetryConfig(StrictModel):
     """Retries of transient failures: exponential backoff with full jitter."""
 
-    attempts: int = Field(5, ge=1, le=100)
+    attempts: int = Field(5, ge=1, le=100, description="tries per fetch, the first included")
     backoff: float = Field(0.5, ge=0, description="first delay in seconds")
-    max_backoff: float = Field(30.0, ge=0)
+    max_backoff: float = Field(30.0, ge=0, description="ceiling of any delay in seconds")
     max_retry_after: float = Field(300.0, ge=0, description="cap on a server's Retry-After")
 
 
 class LandingConfig(S3Connection):
     """The bucket that receives validated and quarantined files."""
 
-    bucket: str = Field(min_length=3)
-    prefix: str = ""
-    multipart_threshold_mb: int = Field(64, ge=5)
-    multipart_chunksize_mb: int = Field(16, ge=5)
+    bucket: str = Field(min_length=3, description="the bucket files land in")
+    prefix: str = Field("", description="key prefix before data/... (a trailing / is added)")
+    multipart_threshold_mb: int = Field(
+        64, ge=5, description="files at least this many MB are uploaded in parts"
+    )
+    multipart_chunksize_mb: int = Field(
+        16, ge=5, description="part size in MB (grown automatically past 10,000 parts)"
+    )
     server_side_copy: bool = Field(
         True,
         description="land files from an S3 source on the same endpoint by server-side copy "
@@ -78,8 +90,12 @@ class ExtractConfig(StrictModel):
     """``extract: {records: "article", fields: {title: "h1::text"}}``: one record per match
     of the ``records`` CSS selector; a field is ``css``, ``css::text`` or ``css::attr(name)``."""
 
-    records: str = Field(min_length=1)
-    fields: dict[str, str] = Field(min_length=1)
+    records: str = Field(min_length=1, description="CSS selector: one record per match")
+    fields: dict[str, str] = Field(
+        min_length=1,
+        description="field name -> selector within the record: css, css::text or "
+        "css::attr(name); no match gives null",
+    )
 
 
 class ServiceConfig(StrictModel):
@@ -92,9 +108,13 @@ class ServiceConfig(StrictModel):
     concurrency: int = Field(8, ge=1, le=256, description="files moved at once within a job")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     timeout: float | None = Field(None, gt=0, description="job timeout in seconds")
-    description: str = ""
-    extract: ExtractConfig | None = None  # structured records from pages (web sources)
-    schedule: ScheduleConfig | None = None  # when `module-system serve` runs it
+    description: str = Field("", description="free text about the service")
+    extract: ExtractConfig | None = Field(
+        None, description="structured records from pages (web sources, docs/sources/web.md)"
+    )
+    schedule: ScheduleConfig | None = Field(
+        None, description="when `module-system serve` runs the service"
+    )
 
 
 class Registry(StrictModel):
