@@ -42,14 +42,18 @@ Reader = Callable[[int], bytes]  # read(at most n bytes) -> b"" at the end
 class FileServerConfig(StrictModel):
     """Keys common to ``type: ftp`` and ``type: sftp`` services."""
 
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, description="server name or address")
     port: int = Field(ge=1, le=65535)  # each protocol gives its default
-    username: str = "anonymous"
-    password: SecretStr = SecretStr("")
+    username: str = Field("anonymous", description="login name")
+    password: SecretStr = Field(
+        SecretStr(""), description="login password; a secret, masked in logs and reports"
+    )
     path: str = Field("/", description="remote directory; item keys are relative to it")
-    recursive: bool = True
-    include: list[str] = Field(default_factory=lambda: ["*"])
-    exclude: list[str] = Field(default_factory=list)
+    recursive: bool = Field(True, description="walk sub-folders")
+    include: list[str] = Field(
+        default_factory=lambda: ["*"], description="globs on the relative path (* matches / too)"
+    )
+    exclude: list[str] = Field(default_factory=list, description="globs of paths to leave out")
     connect_timeout: float = Field(30.0, gt=0, description="seconds to connect and log in")
     data_timeout: float = Field(60.0, gt=0, description="seconds a transfer may stall")
     max_connections: int = Field(4, ge=1, le=64, description="connections to the server")
