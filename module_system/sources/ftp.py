@@ -46,12 +46,16 @@ _VANISHED_HINTS = ("no such file", "not found", "does not exist", "cannot find")
 class FtpSourceConfig(FileServerConfig):
     """The ``source:`` block of a ``type: ftp`` service."""
 
-    port: int = Field(21, ge=1, le=65535)
-    tls: Literal["none", "explicit", "implicit"] = "none"
+    port: int = Field(21, ge=1, le=65535, description="the server's port")
+    tls: Literal["none", "explicit", "implicit"] = Field(
+        "none",
+        description="none: plain FTP; explicit: AUTH TLS on the normal port; implicit: TLS "
+        "from the first byte (usually port 990); both protect the data connections too",
+    )
     verify: bool = Field(True, description="verify the server certificate and host name")
     ca_file: Path | None = Field(None, description="PEM bundle of CAs to trust instead")
-    passive: bool = True
-    encoding: str = "utf-8"
+    passive: bool = Field(True, description="passive mode; false: active mode (PORT)")
+    encoding: str = Field("utf-8", description="encoding of file names on the server")
 
 
 class _ImplicitOrReusingTLS(ftplib.FTP_TLS):
