@@ -41,11 +41,11 @@ READ_AHEAD = 64
 class SftpSourceConfig(FileServerConfig):
     """The ``source:`` block of a ``type: sftp`` service."""
 
-    port: int = Field(22, ge=1, le=65535)
+    port: int = Field(22, ge=1, le=65535, description="the server's SSH port")
     private_key: SecretStr | None = Field(
         None, description="path to a private key file, or the key itself (PEM/OpenSSH text)"
     )
-    passphrase: SecretStr | None = None
+    passphrase: SecretStr | None = Field(None, description="passphrase of an encrypted private key")
     known_hosts: Path | None = Field(None, description="default: ~/.ssh/known_hosts")
     strict_host_key_checking: bool = Field(True, description="false accepts unknown host keys")
 
