@@ -22,14 +22,20 @@ CHUNK = 1024 * 1024
 
 
 class S3SourceConfig(S3Connection):
-    bucket: str = Field(min_length=3)
-    prefix: str = ""
-    include: list[str] = Field(default_factory=lambda: ["*"])
-    exclude: list[str] = Field(default_factory=list)
-    # Objects at least this big are fetched as parallel ranged GETs. Off by default: one
-    # streamed GET (what rclone does between buckets) is fastest on most S3-compatible
-    # servers; on AWS itself ranged GETs of very large objects can be faster.
-    ranged_download_threshold_mb: int | None = Field(None, ge=8)
+    bucket: str = Field(min_length=3, description="source bucket")
+    prefix: str = Field("", description="only keys below it; landing keys are relative to it")
+    include: list[str] = Field(
+        default_factory=lambda: ["*"], description="globs on the relative key (* matches / too)"
+    )
+    exclude: list[str] = Field(default_factory=list, description="globs of keys to leave out")
+    # Off by default: one streamed GET (what rclone does between buckets) is fastest on
+    # most S3-compatible servers; on AWS itself ranged GETs of very large objects can be faster.
+    ranged_download_threshold_mb: int | None = Field(
+        None,
+        ge=8,
+        description="objects at least this many MB are fetched as parallel ranged GETs "
+        "(unset: one streamed GET each)",
+    )
 
 
 class S3Source(Source):
