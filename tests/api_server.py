@@ -11,11 +11,10 @@ import base64
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -26,12 +25,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from module_system.config import load_batch, load_registry
-from module_system.orchestrator.batch import run_batch
 from module_system.pipeline import RunOptions
+from module_system.results import JobResult
 from module_system.sources.http import ratelimit
-from module_system.state import StateStore
-from tests.conftest import list_keys, read_json, write_batch, write_registry
+from tests.helpers import RunJobs, list_keys, read_json
 
 BEARER = "bearer-tok-7f3a9c"
 API_KEY = "key-5d1e8b"
@@ -309,39 +306,21 @@ class JobRun:
         return [f for f in self.manifest["files"] if f["outcome"] != "failed"]
 
 
+RunApiJobs = Callable[..., list[JobRun]]
+
+
 def service(source: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A registry service block of type ``api`` with fast retries."""
     return {"type": "api", "source": source, "retry": FAST_RETRY, **extra}
 
 
-def run_jobs(
-    tmp_path: Path,
-    s3: Any,
-    s3_url: str,
-    bucket: str,
-    state_url: str,
-    services: dict[str, dict[str, Any]],
-    jobs: list[tuple[str, str]] | None = None,
-    landing_retry: dict[str, Any] | None = None,
-    **options: Any,
-) -> list[JobRun]:
-    """Write a registry and batch, run the batch, and collect every job's outcome."""
-    jobs = jobs or [(f"job_{name}", name) for name in services]
-    landing: dict[str, Any] = {"bucket": bucket, "endpoint_url": s3_url, "region": "us-east-1"}
-    if landing_retry:
-        landing["retry"] = landing_retry
-    registry = load_registry(write_registry(tmp_path / "registry.yaml", landing, services))
-    batch = load_batch(write_batch(tmp_path / "batch.json", jobs), registry)
-    batch_result = run_batch(registry, batch, StateStore(state_url), options=RunOptions(**options))
-    runs = []
-    for job in batch_result.jobs:
-        manifest = read_json(s3, bucket, job.manifest_key) if job.manifest_key else {}
-        keys = list_keys(s3, bucket, f"data/api/{job.service_id}/")
-        runs.append(JobRun(job, manifest, keys))
-    return runs
+def job_run(s3: Any, bucket: str, job: JobResult) -> JobRun:
+    """The job's result with its manifest and the keys it landed, read from ``bucket``."""
+    manifest = read_json(s3, bucket, job.manifest_key) if job.manifest_key else {}
+    return JobRun(job, manifest, list_keys(s3, bucket, f"data/api/{job.service_id}/"))
 
 
-# --- fixtures: test modules bind them with ``api_fixture = harness.api_fixture`` ---------
+# --- fixtures, registered for every test module by tests/conftest.py --------------------
 
 
 @pytest.fixture(name="api", scope="module")
@@ -359,24 +338,32 @@ def other_api_fixture() -> Iterator[ApiServer]:
     server.stop()
 
 
+@pytest.fixture
+def run_api_jobs(run_jobs: RunJobs, s3: Any, landing: dict[str, Any]) -> RunApiJobs:
+    """``run_api_jobs(services, landing=None, **options)``: conftest's ``run_jobs`` (one job a
+    service, ``job_<service>``, with ``RunOptions(**options)``), each job collected as a
+    :class:`JobRun`."""
+    test_landing = landing
+
+    def run(
+        services: dict[str, Any], landing: dict[str, Any] | None = None, **options: Any
+    ) -> list[JobRun]:
+        result = run_jobs(services, options=RunOptions(**options), landing=landing)
+        return [job_run(s3, (landing or test_landing)["bucket"], job) for job in result.jobs]
+
+    return run
+
+
 @pytest.fixture(name="run")
 def run_fixture(
-    api: ApiServer,
-    tmp_path: Path,
-    s3: Any,
-    s3_server: Any,
-    landing_bucket: str,
-    state_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
+    api: ApiServer, run_api_jobs: RunApiJobs, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., JobRun]:
     """``run(source, options, **service_extra)`` runs one job; returns its :class:`JobRun`."""
     api.reset()
     monkeypatch.setattr(ratelimit, "_buckets", {})
 
     def go(source: dict[str, Any], options: dict[str, Any] | None = None, **extra: Any) -> JobRun:
         source = {**source, "url": api.url + source["url"]}
-        services = {"weather": service(source, **extra)}
-        landing = (tmp_path, s3, s3_server.url, landing_bucket, state_url)
-        return run_jobs(*landing, services, **(options or {}))[0]
+        return run_api_jobs({"weather": service(source, **extra)}, **(options or {}))[0]
 
     return go

@@ -14,9 +14,7 @@ from module_system.orchestrator.report import write_report
 from module_system.results import BatchResult
 from module_system.sources.http.auth import OAuth2ClientCredentials, OAuth2ClientCredentialsConfig
 from tests import api_server as harness
-from tests.api_server import API_KEY, BASIC, BEARER, CLIENT, ApiServer
-
-api_fixture, run_fixture = harness.api_fixture, harness.run_fixture
+from tests.api_server import API_KEY, BASIC, BEARER, CLIENT, ApiServer, RunApiJobs
 
 PAGED = {"pagination": {"type": "page_number", "total_path": "total_pages"}}
 RECORDS = {"records_path": "data.items"}
@@ -96,12 +94,7 @@ def test_oauth2_bad_client_secret_is_terminal(run: Any, api: ApiServer) -> None:
 
 
 def test_secrets_never_reach_logs_manifests_or_reports(
-    api: ApiServer,
-    tmp_path: Path,
-    s3: Any,
-    s3_server: Any,
-    landing_bucket: str,
-    state_url: str,
+    api: ApiServer, tmp_path: Path, run_api_jobs: RunApiJobs
 ) -> None:
     api.reset()
     key_query = {"type": "api_key", "api_key": API_KEY, "in": "query", "name": "api_key"}
@@ -114,8 +107,7 @@ def test_secrets_never_reach_logs_manifests_or_reports(
                                     "auth": {"type": "bearer", "token": BEARER + "-old"}}),
     }  # fmt: skip
     logs = tmp_path / "logs"
-    landing = (tmp_path, s3, s3_server.url, landing_bucket, state_url)
-    runs = harness.run_jobs(*landing, services, log_dir=logs)
+    runs = run_api_jobs(services, log_dir=logs)
     assert [r.result.status for r in runs] == ["completed", "completed", "failed"]
     issued = list(api.state.tokens)
     texts = [json.dumps(r.manifest) for r in runs] + [p.read_text() for p in logs.iterdir()]

@@ -15,11 +15,9 @@ from module_system.sources.http import batching
 from module_system.state import StateStore
 from module_system.validation.json_schema import JsonSchemaOptions, JsonSchemaValidator
 from tests import api_server as harness
-from tests.api_server import ApiServer, JobRun, observations
-from tests.conftest import read_json
+from tests.api_server import ApiServer, JobRun, RunApiJobs, observations
 from tests.faulty_proxy import faulty_proxy
-
-api_fixture, run_fixture = harness.api_fixture, harness.run_fixture
+from tests.helpers import read_json
 
 RECORD = {
     "type": "object",
@@ -234,8 +232,9 @@ def test_incremental_runs_in_batches(run: Any, api: ApiServer, state_url: str) -
 
 
 def test_the_cursor_stays_when_a_batch_fails_to_land(
-    tmp_path: Path, api: ApiServer, s3: Any, s3_server: Any, landing_bucket: str, state_url: str
-) -> None:
+    api: ApiServer, run_api_jobs: RunApiJobs, s3_server: Any, landing: dict[str, Any],
+    state_url: str,
+) -> None:  # fmt: skip
     api.reset()
     source = {**SINCE, "url": api.url + "/since", "batch_pages": 2}
     services = {"weather": harness.service(source, validation=VALIDATION)}
@@ -245,15 +244,14 @@ def test_the_cursor_stays_when_a_batch_fails_to_land(
         return "503" if method == "PUT" and "pages-000003-000004.ndjson" in path else None
 
     with faulty_proxy(s3_server.url, refuse_the_second_batch) as proxy:
-        landing = (tmp_path, s3, proxy.url, landing_bucket, state_url)
-        (failed,) = harness.run_jobs(*landing, services, landing_retry=harness.FAST_RETRY)
+        proxied = {**landing, "endpoint_url": proxy.url, "retry": harness.FAST_RETRY}
+        (failed,) = run_api_jobs(services, landing=proxied)
     assert proxy.faults > 0
     assert failed.result.status == "failed"
     assert (failed.result.counts.valid, failed.result.counts.failed) == (1, 1)
     assert cursors.get(CURSOR) is None  # pages 1-2 landed, yet the run did not finish
 
-    landing = (tmp_path, s3, s3_server.url, landing_bucket, state_url)
-    (again,) = harness.run_jobs(*landing, services)
+    (again,) = run_api_jobs(services)
     assert again.result.status == "completed", again.result.error
     assert sum(p["records"] for e in again.pages for p in e["details"]["parts"]) == 25
     assert cursors.get(CURSOR) == "2026-01-02T01:00:00Z"

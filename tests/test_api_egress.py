@@ -9,7 +9,6 @@ Two real servers: the test API on 127.0.0.1 and the same API on 127.0.0.2 (anoth
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +21,9 @@ from module_system.sources.http.ratelimit import TokenBucket
 from module_system.sources.http.transport import make_client
 from tests import api_server as harness
 from tests import egress_helpers
-from tests.api_server import API_KEY, BEARER, CLIENT, ApiServer
+from tests.api_server import API_KEY, BEARER, CLIENT, ApiServer, RunApiJobs
 from tests.egress_helpers import StubDns
 
-api_fixture, run_fixture = harness.api_fixture, harness.run_fixture
-other_api_fixture = harness.other_api_fixture
 dns, connections = egress_helpers.dns, egress_helpers.connections
 
 ITEMS = {"records_path": "items"}
@@ -120,7 +117,7 @@ def test_auth_origins_extend_where_credentials_go(
 
 def test_cookies_stay_on_the_configured_origin(
     api: ApiServer, other_api: ApiServer, dns: StubDns, connections: list[Any],
-    tmp_path: Path, s3: Any, s3_server: Any, landing_bucket: str, state_url: str,
+    run_api_jobs: RunApiJobs,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """A cookie for ``Domain=api.test`` would go to ``data.api.test`` by cookie rules."""
@@ -128,13 +125,12 @@ def test_cookies_stay_on_the_configured_origin(
     monkeypatch.setattr(ratelimit, "_buckets", {})
     dns.table |= {"api.test": ["127.0.0.1"], "data.api.test": ["127.0.0.2"]}
     first, second = f"http://api.test:{api.port}", f"http://data.api.test:{other_api.port}"
-    landing = (tmp_path, s3, s3_server.url, landing_bucket, state_url)
     bearer = {"type": "bearer", "token": BEARER}
     for auth in (bearer, {**bearer, "origins": [second]}):
         source = {"url": f"{first}/handoff?cookie=c00kie-4d2f&to={second}/handoff",
                   "pagination": {"type": "next_url"}, "auth": auth,
                   "allowed_origins": [second], **ITEMS}  # fmt: skip
-        [job] = harness.run_jobs(*landing, {"cookies": harness.service(source)})
+        [job] = run_api_jobs({"cookies": harness.service(source)})
         assert job.result.status == "completed", job.result.error
     without, with_origins = (headers for _, headers in sent(other_api, "/handoff"))
     assert "cookie" not in without and "authorization" not in without
@@ -145,13 +141,11 @@ def test_cookies_stay_on_the_configured_origin(
 
 
 def test_metadata_address_of_a_configured_name_is_refused(
-    run: Any, dns: StubDns, connections: list[Any], tmp_path: Path, s3: Any, s3_server: Any,
-    landing_bucket: str, state_url: str, api: ApiServer,
+    run: Any, dns: StubDns, connections: list[Any], run_api_jobs: RunApiJobs, api: ApiServer,
 ) -> None:  # fmt: skip
     dns.table["metadata.test"] = ["169.254.169.254"]
     source = {"url": f"http://metadata.test:{api.port}/pages", "records_path": "data.items"}
-    landing = (tmp_path, s3, s3_server.url, landing_bucket, state_url)
-    [job] = harness.run_jobs(*landing, {"meta": harness.service(source)})
+    [job] = run_api_jobs({"meta": harness.service(source)})
     assert job.result.status == "failed"
     assert "cloud metadata address" in job.result.error
     assert not any(address == "169.254.169.254" for address, _ in connections)

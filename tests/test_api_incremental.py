@@ -9,8 +9,6 @@ from module_system.state import StateStore
 from tests import api_server as harness
 from tests.api_server import ApiServer, observations
 
-api_fixture, run_fixture = harness.api_fixture, harness.run_fixture
-
 INITIAL = "2026-01-01T00:00:00Z"
 SOURCE = {
     "url": "/since",

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests import api_server as harness
 from tests.api_server import ApiServer, JobRun
-from tests.conftest import read_json
-
-api_fixture, run_fixture = harness.api_fixture, harness.run_fixture
+from tests.helpers import read_json
 
 
 def records_landed(job: JobRun) -> int:

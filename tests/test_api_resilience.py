@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,8 @@ from module_system.sources.http.ratelimit import RateLimitConfig, TokenBucket, b
 from module_system.sources.http.transport import make_client
 from module_system.state import StateStore
 from tests import api_server as harness
-from tests.api_server import ApiServer
-from tests.conftest import read_json
-
-api_fixture, run_fixture = harness.api_fixture, harness.run_fixture
+from tests.api_server import ApiServer, RunApiJobs
+from tests.helpers import read_json
 
 ITEMS = {"records_path": "items"}
 SCHEMA = {
@@ -147,20 +144,14 @@ def test_invalid_records_are_reported_by_index_and_path(
 
 
 def test_rate_limit_is_shared_by_parallel_jobs(
-    api: ApiServer,
-    tmp_path: Path,
-    s3: Any,
-    s3_server: Any,
-    landing_bucket: str,
-    state_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    api: ApiServer, run_api_jobs: RunApiJobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api.reset()
     monkeypatch.setattr(ratelimit, "_buckets", {})
     source = {"url": api.url + "/pages", "pagination": {"type": "page_number"},
               "records_path": "data.items", "rate_limit": {"requests_per_second": 50}}  # fmt: skip
     services = {"one": harness.service(source), "two": harness.service(source)}
-    runs = harness.run_jobs(tmp_path, s3, s3_server.url, landing_bucket, state_url, services)
+    runs = run_api_jobs(services)
     assert [r.result.status for r in runs] == ["completed", "completed"]
     [bucket] = ratelimit._buckets.values()  # one bucket for the host, used by both jobs
     assert bucket.granted == len(api.paths("/pages")) == 8
