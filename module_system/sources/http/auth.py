@@ -40,27 +40,29 @@ class _AuthConfig(StrictModel):
 class ApiKeyAuthConfig(_AuthConfig):
     """``{type: api_key, name: X-API-Key, in: header, api_key: ${KEY}}``."""
 
-    type: Literal["api_key"]
-    api_key: SecretStr
-    name: str = "X-API-Key"
-    location: Literal["header", "query"] = Field("header", alias="in")
+    type: Literal["api_key"] = Field(description="a key in a header or a query parameter")
+    api_key: SecretStr = Field(description="the key; a secret (use ${VAR})")
+    name: str = Field("X-API-Key", description="name of the header or query parameter")
+    location: Literal["header", "query"] = Field(
+        "header", alias="in", description="where the key goes: a header or the query"
+    )
 
     def build(self) -> httpx.Auth:
         return ApiKeyAuth(self.name, self.api_key.get_secret_value(), self.location)
 
 
 class BasicAuthConfig(_AuthConfig):
-    type: Literal["basic"]
-    username: str
-    password: SecretStr
+    type: Literal["basic"] = Field(description="HTTP Basic")
+    username: str = Field(description="user name")
+    password: SecretStr = Field(description="password; a secret (use ${VAR})")
 
     def build(self) -> httpx.Auth:
         return httpx.BasicAuth(self.username, self.password.get_secret_value())
 
 
 class BearerAuthConfig(_AuthConfig):
-    type: Literal["bearer"]
-    token: SecretStr
+    type: Literal["bearer"] = Field(description="a fixed token: Authorization: Bearer ...")
+    token: SecretStr = Field(description="the token; a secret (use ${VAR})")
 
     def build(self) -> httpx.Auth:
         return BearerAuth(self.token.get_secret_value())
@@ -70,13 +72,19 @@ class OAuth2ClientCredentialsConfig(_AuthConfig):
     """RFC 6749 section 4.4. ``client_auth: body`` sends the client id and secret as form
     fields (most providers); ``basic`` sends them as HTTP Basic (the RFC's default)."""
 
-    type: Literal["oauth2_client_credentials"]
-    token_url: str
-    client_id: str
-    client_secret: SecretStr
-    scope: str | None = None
-    audience: str | None = None
-    client_auth: Literal["body", "basic"] = "body"
+    type: Literal["oauth2_client_credentials"] = Field(
+        description="a token fetched from token_url, cached, refreshed before it expires"
+    )
+    token_url: str = Field(
+        description="where tokens are requested (POST, grant client_credentials)"
+    )
+    client_id: str = Field(description="the client's id")
+    client_secret: SecretStr = Field(description="the client's secret; a secret (use ${VAR})")
+    scope: str | None = Field(None, description="scope field of the token request; unset: none")
+    audience: str | None = Field(None, description="audience field of the token request")
+    client_auth: Literal["body", "basic"] = Field(
+        "body", description="body: id and secret as form fields; basic: as HTTP Basic"
+    )
     refresh_leeway: float = Field(60.0, ge=0, description="renew this long before expiry")
 
     def build(self) -> httpx.Auth:
