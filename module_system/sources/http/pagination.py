@@ -204,11 +204,11 @@ class LinkHeaderPaginator(_UrlPaginator):
 
 
 class _PaginationConfig(StrictModel):
-    stop_on_empty_page: bool = True
+    stop_on_empty_page: bool = Field(True, description="a page with no records ends pagination")
 
 
 class NoPagination(_PaginationConfig):
-    type: Literal["none"] = "none"
+    type: Literal["none"] = Field("none", description="one request: the first response only")
 
     def build(self) -> BasePaginator:
         return SinglePagePaginator(self.stop_on_empty_page)
@@ -217,10 +217,12 @@ class NoPagination(_PaginationConfig):
 class PageNumberPagination(_PaginationConfig):
     """``page=1, 2, ...`` until an empty page, or the page count at ``total_path``."""
 
-    type: Literal["page_number"]
-    param: str = "page"
-    start: int = Field(1, ge=0)
-    total_path: str | None = None
+    type: Literal["page_number"] = Field(description="a page number in a query parameter")
+    param: str = Field("page", description="query parameter of the page number")
+    start: int = Field(1, ge=0, description="number of the first page")
+    total_path: str | None = Field(
+        None, description="dotted path to the page count in a response; reached: the end"
+    )
 
     def build(self) -> BasePaginator:
         return NumberedPaginator(
@@ -232,37 +234,45 @@ class OffsetPagination(_PaginationConfig):
     """``offset=0&limit=100``, ``offset=100&limit=100``, ... until an empty page or the
     record count at ``total_path``."""
 
-    type: Literal["offset"]
-    offset_param: str = "offset"
-    limit_param: str = "limit"
-    limit: int = Field(100, ge=1)
-    start: int = Field(0, ge=0)
-    total_path: str | None = None
+    type: Literal["offset"] = Field(description="a record offset and a limit in the query")
+    offset_param: str = Field("offset", description="query parameter of the offset")
+    limit_param: str = Field("limit", description="query parameter of the limit")
+    limit: int = Field(100, ge=1, description="records asked for per page")
+    start: int = Field(0, ge=0, description="offset of the first page")
+    total_path: str | None = Field(
+        None, description="dotted path to the record count in a response; reached: the end"
+    )
 
     def build(self) -> BasePaginator:
         return OffsetPaginator(self)
 
 
 class CursorPagination(_PaginationConfig):
-    type: Literal["cursor"]
-    cursor_path: str = "next_cursor"
-    param: str = "cursor"
+    type: Literal["cursor"] = Field(
+        description="a cursor read from each response, sent in the next"
+    )
+    cursor_path: str = Field(
+        "next_cursor", description="dotted path to the next cursor; missing, null or '': the end"
+    )
+    param: str = Field("cursor", description="query parameter that carries the cursor")
 
     def build(self) -> BasePaginator:
         return CursorPaginator(self)
 
 
 class NextUrlPagination(_PaginationConfig):
-    type: Literal["next_url"]
-    path: str = "next"
+    type: Literal["next_url"] = Field(description="the next page's URL in each response")
+    path: str = Field(
+        "next", description="dotted path to the next page's URL, absolute or relative to the page"
+    )
 
     def build(self) -> BasePaginator:
         return NextUrlPaginator(self)
 
 
 class LinkHeaderPagination(_PaginationConfig):
-    type: Literal["link_header"]
-    rel: str = "next"
+    type: Literal["link_header"] = Field(description="the next page's URL in an RFC 8288 Link")
+    rel: str = Field("next", description="relation of the Link header entry to follow")
 
     def build(self) -> BasePaginator:
         return LinkHeaderPaginator(self)
