@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import Field
+
 from module_system import json_path
 from module_system.config.models import StrictModel
 from module_system.sources.http.pagination import PageRequest
@@ -19,9 +21,11 @@ class IncrementalConfig(StrictModel):
     carries the start value; ``initial`` the start of the very first run.
     """
 
-    cursor_field: str
-    param: str
-    initial: str | None = None
+    cursor_field: str = Field(description="dotted path into each record; its highest is saved")
+    param: str = Field(description="query parameter that carries the start value")
+    initial: str | None = Field(
+        None, description="start value of the first run (and of --full-refresh); unset: none"
+    )
 
 
 class IncrementalCursor:
