@@ -71,19 +71,44 @@ class ApiSourceConfig(StrictModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    url: str
-    method: Literal["GET", "POST"] = "GET"
-    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
-    json_body: Any = Field(None, alias="json")
-    auth: AuthConfig | None = None
-    pagination: PaginationConfig = NoPagination()
-    records_path: str | None = None  # None: the body is the list of records (or one record)
+    url: str = Field(description="http:// or https:// URL of the first page")
+    method: Literal["GET", "POST"] = Field("GET", description="HTTP method of every request")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="query parameters of every request (pagination and incremental add theirs)",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra request headers, sent only where the credentials go (use auth for "
+        "credentials)",
+    )
+    json_body: Any = Field(
+        None, alias="json", description="JSON body sent with every request (POST searches)"
+    )
+    auth: AuthConfig | None = Field(
+        None, description="credentials: api_key, basic, bearer or oauth2_client_credentials"
+    )
+    pagination: PaginationConfig = Field(
+        NoPagination(),
+        description="how the next page is asked for: none, page_number, offset, cursor, "
+        "next_url or link_header",
+    )
+    records_path: str | None = Field(
+        None,
+        description="dotted path to the list of records in a response, e.g. data.items; "
+        "unset: the body is the list (or one record)",
+    )
     incremental: IncrementalConfig | None = None
     rate_limit: RateLimitConfig | None = None
-    timeout: float = Field(30.0, gt=0)
-    max_pages: int | None = Field(None, ge=1)
-    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024)
+    timeout: float = Field(30.0, gt=0, description="seconds to connect, read and write, each")
+    max_pages: int | None = Field(
+        None, ge=1, description="stop after this many pages (with a warning); unset: no cap"
+    )
+    max_response_bytes: int = Field(
+        DEFAULT_MAX_RESPONSE_BYTES,
+        ge=1024,
+        description="largest response body read, decompressed; a larger page fails the job",
+    )
     allowed_origins: OriginList = Field(
         default_factory=list, description="more origins redirects and page links may go to"
     )
