@@ -51,25 +51,40 @@ DEFAULT_USER_AGENT = f"module-system/{__version__} (+https://github.com/module-s
 class WebSourceConfig(StrictModel):
     """The ``source:`` block of a ``type: web`` service (see docs/sources/web.md)."""
 
-    start_urls: list[str] = Field(min_length=1)
+    start_urls: list[str] = Field(
+        min_length=1, description="where the crawl starts (http/https); always fetched"
+    )
     allowed_domains: list[str] = Field(default_factory=list, description="default: start hosts")
     max_depth: int | None = Field(None, ge=0, description="links from a start URL; None: any")
-    max_pages: int = Field(10_000, ge=1)
+    max_pages: int = Field(
+        10_000, ge=1, description="URLs fetched at most (robots.txt, sitemaps aside)"
+    )
     include: list[str] = Field(default_factory=list, description="regexes; follow only matches")
-    exclude: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list, description="regexes; links not followed")
     land_only: list[str] = Field(default_factory=list, description="regexes; others: links only")
-    skip_extensions: list[str] = Field(default_factory=lambda: list(SKIPPED_EXTENSIONS))
-    respect_robots_txt: bool = True
+    skip_extensions: list[str] = Field(
+        default_factory=lambda: list(SKIPPED_EXTENSIONS),
+        description="links whose path ends in one of these are not followed",
+    )
+    respect_robots_txt: bool = Field(True, description="obey robots.txt, Crawl-delay included")
     concurrency: int = Field(8, ge=1, le=256, description="requests in flight in all")
     per_host_concurrency: int | None = Field(None, ge=1, description="default: concurrency")
     delay: float = Field(0.0, ge=0, description="seconds between request starts per host")
-    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
-    sitemaps: bool = False
-    render_js: bool = False
-    chromium_path: str | None = None
-    max_page_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_redirects: int = Field(5, ge=0, le=30)
-    request_timeout: float = Field(30.0, gt=0)
+    user_agent: str = Field(
+        DEFAULT_USER_AGENT, min_length=1, description="sent with every request; add a contact"
+    )
+    sitemaps: bool = Field(False, description="also seed from each start origin's sitemaps")
+    render_js: bool = Field(False, description="render HTML pages in headless Chromium")
+    chromium_path: str | None = Field(
+        None, description="browser for render_js; unset: chromium on PATH, else Playwright's"
+    )
+    max_page_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="bigger responses are not read (listed as ignored)"
+    )
+    max_redirects: int = Field(5, ge=0, le=30, description="redirect hops per URL")
+    request_timeout: float = Field(
+        30.0, gt=0, description="seconds per request (connect, read, pool)"
+    )
     allowed_origins: OriginList = Field(default_factory=list, description="see security.md")
 
     @field_validator("start_urls")
