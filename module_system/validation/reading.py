@@ -23,6 +23,11 @@ from module_system.errors import TerminalError
 from module_system.growing_file import open_following
 
 DEFAULT_MAX_RATIO = 200.0
+# The validators' `max_decompression_ratio` option, described once for the registry schema.
+DECOMPRESSION_RATIO = (
+    "decompressed bytes per compressed byte a .gz file may reach past its first MiB; more "
+    "makes it invalid (decompression_bomb); null: no limit"
+)
 DEFAULT_GRACE_BYTES = 1024 * 1024
 READ_BUFFER = 256 * 1024
 # gzip asks for 128 KiB of compressed input at a time, which a bomb turns into 128 MiB:
