@@ -15,7 +15,9 @@ class CsvOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    delimiter: str = Field(",", min_length=1, max_length=1, description='one character; "\\t": TSV')
+    delimiter: str = Field(
+        ",", min_length=1, max_length=1, description='the field separator ("\\t": TSV)'
+    )
     quotechar: str = Field(
         '"', min_length=1, max_length=1, description="the character quoting a value"
     )
