@@ -22,7 +22,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from module_system.text_encoding import decode_html
 from module_system.validation.base import IssueCollector, Validator, Verdict, open_binary
-from module_system.validation.reading import DEFAULT_MAX_RATIO, ReadLimits
+from module_system.validation.reading import DECOMPRESSION_RATIO, DEFAULT_MAX_RATIO, ReadLimits
 
 INVISIBLE_TAGS = ["script", "style", "noscript", "template"]
 DEFAULT_MAX_PAGE_BYTES = 64 * 1024 * 1024  # the page and its parsed tree are held whole
@@ -32,11 +32,17 @@ _SPACE = re.compile(r"\s+")
 class HtmlOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    required_selectors: list[str] = Field(default_factory=list)
-    forbidden_selectors: list[str] = Field(default_factory=list)
+    required_selectors: list[str] = Field(
+        default_factory=list, description="CSS selectors that must each match at least once"
+    )
+    forbidden_selectors: list[str] = Field(
+        default_factory=list, description="CSS selectors that must not match"
+    )
     min_text_length: int = Field(0, ge=0, description="visible characters, whitespace collapsed")
     max_file_bytes: int | None = Field(DEFAULT_MAX_PAGE_BYTES, gt=0, description="read whole")
-    max_decompression_ratio: float | None = Field(DEFAULT_MAX_RATIO, gt=1)
+    max_decompression_ratio: float | None = Field(
+        DEFAULT_MAX_RATIO, gt=1, description=DECOMPRESSION_RATIO
+    )
 
     @field_validator("required_selectors", "forbidden_selectors")
     @classmethod
