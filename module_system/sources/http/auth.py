@@ -80,8 +80,8 @@ class OAuth2ClientCredentialsConfig(_AuthConfig):
     )
     client_id: str = Field(description="the client's id")
     client_secret: SecretStr = Field(description="the client's secret; a secret (use ${VAR})")
-    scope: str | None = Field(None, description="scope field of the token request; unset: none")
-    audience: str | None = Field(None, description="audience field of the token request")
+    scope: str | None = Field(None, description="scope of the token request; unset: not sent")
+    audience: str | None = Field(None, description="audience of the token request; unset: not sent")
     client_auth: Literal["body", "basic"] = Field(
         "body", description="body: id and secret as form fields; basic: as HTTP Basic"
     )
