@@ -21,7 +21,7 @@ class RateLimitConfig(StrictModel):
     """``rate_limit: {requests_per_second: 5, burst: 5}``."""
 
     requests_per_second: float = Field(
-        gt=0, description="to the host, shared by every job and thread of the process"
+        gt=0, description="to the host, over every job and thread of the process"
     )
     burst: int = Field(1, ge=1, description="requests allowed at once after a quiet spell")
 
