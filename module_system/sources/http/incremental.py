@@ -21,10 +21,12 @@ class IncrementalConfig(StrictModel):
     carries the start value; ``initial`` the start of the very first run.
     """
 
-    cursor_field: str = Field(description="dotted path into each record; its highest is saved")
+    cursor_field: str = Field(
+        description="dotted path into each record; the highest value is saved"
+    )
     param: str = Field(description="query parameter that carries the start value")
     initial: str | None = Field(
-        None, description="start value of the first run (and of --full-refresh); unset: none"
+        None, description="start value of the first run (and of --full-refresh); unset: not sent"
     )
 
 
