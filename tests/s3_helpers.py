@@ -1,8 +1,7 @@
-"""Running S3 → S3 jobs against the test S3 server."""
+"""S3 → S3 services against the test S3 server; jobs run with conftest's ``run_jobs``."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from module_system.orchestrator.batch import run_batch
 from module_system.pipeline import RunOptions
 from module_system.results import BatchResult
 from module_system.state import StateStore
-from tests.conftest import write_batch, write_registry
+from tests.helpers import write_batch, write_registry
 
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -22,15 +21,15 @@ SCHEMA = {
 
 
 def s3_service(endpoint: str, bucket: str, **overrides: Any) -> dict[str, Any]:
-    service: dict[str, Any] = {
-        "type": "s3",
-        "source": {"bucket": bucket, "prefix": "in/", "endpoint_url": endpoint,
-                   "include": ["*.json", "*.ndjson", "*.jsonl"]},
-        "validation": {"json_schema": SCHEMA},
-        "retry": {"attempts": 4, "backoff": 0.01, "max_backoff": 0.05},
-    }  # fmt: skip
-    service.update(overrides)
-    return service
+    """A service reading the JSON files of ``s3://bucket/in/`` at ``endpoint``, with fast
+    retries; ``overrides`` replace whole top-level keys. Fresh dicts every call: tests
+    change them."""
+    include = ["*.json", "*.ndjson", "*.jsonl"]
+    source = {"bucket": bucket, "prefix": "in/", "endpoint_url": endpoint, "include": include}
+    retry = {"attempts": 4, "backoff": 0.01, "max_backoff": 0.05}
+    validation = {"json_schema": SCHEMA}
+    service = {"type": "s3", "source": source, "validation": validation, "retry": retry}
+    return {**service, **overrides}
 
 
 def run_jobs(
@@ -51,7 +50,3 @@ def run_jobs(
         )
     finally:
         state.close()
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
