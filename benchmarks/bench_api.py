@@ -42,7 +42,7 @@ from module_system.config import load_batch, load_registry  # noqa: E402
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer, free_port  # noqa: E402
 from module_system.orchestrator.batch import run_batch  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
-from tests.conftest import write_batch, write_registry  # noqa: E402
+from tests.helpers import write_batch, write_registry  # noqa: E402
 
 RECORD_SCHEMA = {
     "type": "object",

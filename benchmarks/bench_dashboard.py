@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer, free_port  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
-from tests.conftest import write_batch, write_registry  # noqa: E402
+from tests.helpers import write_batch, write_registry  # noqa: E402
 from tests.s3_helpers import s3_service  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
