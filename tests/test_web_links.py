@@ -80,3 +80,19 @@ def test_pages_of_one_folder_share_resolved_links_but_not_their_own() -> None:
                      "http://h.test/up.html", "http://h.test/d/s/"]  # fmt: skip
     assert second == ["http://h.test/d/two.html", "http://h.test/d/two.html?p=2",
                       "http://h.test/up.html", "http://h.test/d/s/"]  # fmt: skip
+
+
+def test_first_base_and_canonical_win_and_meta_robots_count_anywhere() -> None:
+    html = (
+        '<head><base href><base href="/other/"><link rel="alternate" href="/alt.html">'
+        '<link rel="Canonical next" href="c.html"><link rel=canonical href="/late.html">'
+        '<meta name="description" content="noindex"></head>'
+        '<body><a href="a.html">a</a><meta name=" ROBOTS " content="NoIndex"></body>'
+    )
+    page = parse_page(html, "http://h.test/d/p.html")
+    assert page.canonical == "http://h.test/d/c.html"  # an empty first <base> is no base
+    assert page.links == ["http://h.test/d/c.html", "http://h.test/d/a.html"]
+    assert page.noindex and not page.nofollow
+    page = parse_page('<base href="/b/"><base href="/x/"><a href="a.html">', "http://h.test/")
+    assert page.links == ["http://h.test/b/a.html"]
+    assert page.canonical is None and not page.noindex

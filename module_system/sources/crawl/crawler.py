@@ -20,6 +20,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -34,7 +35,14 @@ from module_system.sources.crawl.page import ParsedPage, parse_page
 from module_system.sources.crawl.render import JsRenderer
 from module_system.sources.crawl.robots import RobotsRules, agent_token, load_robots
 from module_system.sources.crawl.sitemaps import sitemap_urls
-from module_system.sources.crawl.urls import Scope, asset_key, normalize_url, origin, page_key
+from module_system.sources.crawl.urls import (
+    LINK_CACHE_SIZE,
+    Scope,
+    asset_key,
+    normalize_url,
+    origin,
+    page_key,
+)
 from module_system.sources.http.egress import EgressPolicy, EgressRefused
 from module_system.text_encoding import charset_from_content_type, decode_html
 
@@ -121,6 +129,8 @@ class Crawler:
         self._lock = threading.Lock()
         self._seed_origins = {origin(u) for u in s.start_urls}
         self._refused_urls: set[str] = set()
+        # the pages of a site share most of their links: each is judged once
+        self._wanted = lru_cache(maxsize=LINK_CACHE_SIZE)(s.scope.wanted)
 
     def run(self) -> Iterator[PageResult]:
         """Crawl from the start URLs; yields results until the frontier is exhausted."""
@@ -229,7 +239,7 @@ class Crawler:
                 continue
             if not policy.permits(normal):
                 self._refused(policy.refusal(normal, "a link in a sitemap,"))
-            elif self.settings.scope.wanted(normal):
+            elif self._wanted(normal):
                 self.frontier.add(normal, 1)
 
     def _refused(self, error: EgressRefused) -> None:
@@ -314,7 +324,7 @@ class Crawler:
             declared = charset_from_content_type(response.headers.get("content-type"))
             text, encoding = decode_html(body, declared)
         page = parse_page(text, final_url, response.headers.get("x-robots-tag"))
-        links = [link for link in page.links if self.settings.scope.wanted(link)]
+        links = [link for link in page.links if self._wanted(link)]
         if follow:
             self._follow(links, request.depth)
         result = PageResult(

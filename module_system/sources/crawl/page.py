@@ -11,6 +11,7 @@ from selectolax.lexbor import LexborHTMLParser
 from module_system.sources.crawl.urls import normalize_links, normalize_url
 
 LINK_SELECTOR = "a[href], area[href], link[rel~=next][href]"
+HEAD_SELECTOR = "base[href], link[rel~=canonical][href], meta[name][content]"
 
 
 @dataclass
@@ -25,28 +26,43 @@ class ParsedPage:
 def parse_page(text: str, url: str, robots_header: str | None = None) -> ParsedPage:
     tree = LexborHTMLParser(text)
     page = ParsedPage(tree)
-    directives = _robots_directives(tree, robots_header)
+    head = _HeadTags.find(tree)
+    directives = _robots_directives(head.robots, robots_header)
     page.noindex = bool(directives & {"noindex", "none"})
     page.nofollow = bool(directives & {"nofollow", "none"})
-    base = _base_url(tree, url)
-    canonical = tree.css_first("link[rel~=canonical][href]")
-    if canonical is not None:
-        page.canonical = normalize_url(canonical.attributes.get("href") or "", base)
+    base = (normalize_url(head.base, url) or url) if head.base else url
+    if head.canonical is not None:
+        page.canonical = normalize_url(head.canonical, base)
     if not page.nofollow:
         hrefs = (n.attributes.get("href") or "" for n in tree.css(LINK_SELECTOR))
         page.links = normalize_links(hrefs, base)
     return page
 
 
-def _base_url(tree: LexborHTMLParser, url: str) -> str:
-    node = tree.css_first("base[href]")
-    href = node.attributes.get("href") if node is not None else None
-    return (normalize_url(href, url) or url) if href else url
+@dataclass
+class _HeadTags:
+    """The first ``<base href>``'s and ``rel=canonical``'s hrefs and the meta robots
+    values, found in one pass over the tree (each selector alone is a pass of its own)."""
+
+    base: str | None = None
+    canonical: str | None = None
+    robots: list[str] = field(default_factory=list)
+
+    @classmethod
+    def find(cls, tree: LexborHTMLParser) -> _HeadTags:
+        found = cls()
+        for node in tree.css(HEAD_SELECTOR):  # one selector per tag: the tag tells which
+            tag, attributes = node.tag, node.attributes
+            if tag == "meta":
+                if (attributes.get("name") or "").strip().lower() == "robots":
+                    found.robots.append(attributes.get("content") or "")
+            elif tag == "base":
+                if found.base is None:
+                    found.base = attributes.get("href") or ""
+            elif found.canonical is None:  # link
+                found.canonical = attributes.get("href") or ""
+        return found
 
 
-def _robots_directives(tree: LexborHTMLParser, header: str | None) -> set[str]:
-    values = [header or ""]
-    for node in tree.css("meta[name][content]"):
-        if (node.attributes.get("name") or "").strip().lower() == "robots":
-            values.append(node.attributes.get("content") or "")
-    return {part.strip().lower() for value in values for part in value.split(",")}
+def _robots_directives(values: list[str], header: str | None) -> set[str]:
+    return {part.strip().lower() for value in [header or "", *values] for part in value.split(",")}

@@ -39,8 +39,8 @@ _C0_OR_SPACE = "".join(map(chr, range(0x21)))
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _HOST_UNSAFE = re.compile(r"[^a-z0-9.\-]+")
 HASH_DIGITS = 16  # of a query's SHA-256: a collision needs ~2**32 queries on one path
-# Canonical forms remembered (a few MB): a crawl meets the same links on every page.
-CANONICAL_CACHE_SIZE = 16_384
+# Links remembered (a few MB per cache): a crawl meets the same links on every page.
+LINK_CACHE_SIZE = 16_384
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -94,10 +94,10 @@ def _resolved(href: str, base: str | None) -> str | None:
     return _canonical(absolute.partition("#")[0])
 
 
-_resolved_cached = lru_cache(maxsize=CANONICAL_CACHE_SIZE)(_resolved)
+_resolved_cached = lru_cache(maxsize=LINK_CACHE_SIZE)(_resolved)
 
 
-@lru_cache(maxsize=CANONICAL_CACHE_SIZE)
+@lru_cache(maxsize=LINK_CACHE_SIZE)
 def _canonical(absolute: str) -> str | None:
     try:
         if urlsplit(absolute).scheme.lower() not in FOLLOWED_SCHEMES:

@@ -69,9 +69,10 @@ class PinnedTransport(httpx.HTTPTransport):
     :class:`PinnedBackend` (TLS settings from the environment, as httpx's default)."""
 
     def __init__(self, policy: EgressPolicy, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits)
+        ssl_context = httpx.create_ssl_context()  # loading the CA bundle costs ~20 ms: once
+        super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
