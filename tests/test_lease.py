@@ -129,7 +129,7 @@ def test_overlapping_runs_of_one_service_fail_fast_or_wait(
         slow = {"svc": s3_service(proxy.url, source_bucket)}
         runner = threading.Thread(target=lambda: results.append(run_jobs(slow, [("j1", "svc")])))
         runner.start()
-        _wait_for_lease(state_url, "svc")
+        _wait_for_lease(state_url, "svc", runner)
         services = {"svc": s3_service(s3_server.url, source_bucket)}
         second = run_jobs(services, [("j2", "svc")]).jobs[0]
         assert second.status is JobStatus.FAILED
@@ -147,11 +147,12 @@ def test_overlapping_runs_of_one_service_fail_fast_or_wait(
     assert third.status is JobStatus.COMPLETED and third.counts.skipped == 3  # ran after
 
 
-def _wait_for_lease(state_url: str, service_id: str) -> None:
+def _wait_for_lease(state_url: str, service_id: str, runner: threading.Thread) -> None:
     store = StateStore(state_url)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # generous: CI machines can be very busy
         while ServiceLease(store, service_id, "", "").current() is None:
+            assert runner.is_alive(), "the first run ended without taking the lease"
             assert time.monotonic() < deadline, "the first run never took the lease"
             time.sleep(0.05)
     finally:
