@@ -7,6 +7,7 @@ This is the one place botocore errors become :class:`TransientError` or
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +110,28 @@ def _parse_timestamp(value: str) -> datetime:
 # 5xx and connection errors). Kept small and fixed so the two layers don't multiply much:
 # a service's `retry.attempts` counts our tries; each may make up to this many requests.
 BOTOCORE_ATTEMPTS = 3
+
+
+def shared_client(conn: S3Connection, max_pool: int = 32) -> Any:
+    """The process's S3 client for ``conn``: botocore clients are thread-safe, and making
+    one costs about 0.1 s of CPU, so every job of a batch (and every batch of a scheduler
+    or Dask worker) with the same connection settings shares one. Never close it."""
+    # model_dump_json masks secret values: the key adds a digest of them, so two
+    # connections that differ only in their secret key never share a client.
+    secrets = [conn.aws_secret_access_key, conn.aws_session_token]
+    digest = hashlib.sha256(
+        "\0".join(s.get_secret_value() if s else "" for s in secrets).encode()
+    ).hexdigest()
+    key = (conn.model_dump_json(), digest, max_pool)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = make_client(conn, max_pool)
+        return client
+
+
+_CLIENTS: dict[tuple[str, str, int], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
 def make_client(conn: S3Connection, max_pool: int = 32) -> Any:

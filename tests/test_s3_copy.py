@@ -84,3 +84,19 @@ def test_a_source_changed_after_validation_is_not_copied_the_validated_bytes_are
     entry = read_json(s3, landing_bucket, ROOT + "_manifests/j.json")["files"][0]
     assert entry["transfer"] == "upload"  # CopySourceIfMatch refused the new version
     assert stored(s3, landing_bucket, ROOT + "validated/a.json")[0] == validated
+
+
+def test_connections_differing_only_in_their_secret_key_get_their_own_client() -> None:
+    from module_system.aws import shared_client
+    from module_system.config.models import S3Connection
+
+    def conn(secret: str) -> S3Connection:
+        return S3Connection(
+            endpoint_url="http://127.0.0.1:9",
+            region="us-east-1",
+            aws_access_key_id="AKIA",
+            aws_secret_access_key=secret,
+        )  # type: ignore[arg-type]
+
+    assert shared_client(conn("one")) is shared_client(conn("one"))
+    assert shared_client(conn("one")) is not shared_client(conn("two"))

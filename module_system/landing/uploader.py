@@ -22,7 +22,7 @@ import orjson
 from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ChunksizeAdjuster
 
-from module_system.aws import CopySource, make_client, translate_errors
+from module_system.aws import CopySource, shared_client, translate_errors
 from module_system.config.models import LandingConfig
 from module_system.errors import FatalError, ModuleSystemError, TerminalError, TransientError
 from module_system.landing.checksums import FileDigest, digest_file
@@ -44,13 +44,13 @@ class S3Lander:
 
     def __init__(self, landing: LandingConfig, client: Any | None = None) -> None:
         self.landing = landing
-        self.client = client or make_client(landing, max_pool=64)
+        self.client = client or shared_client(landing, max_pool=64)
         self.threshold = landing.multipart_threshold_mb * MB
         self.chunksize = landing.multipart_chunksize_mb * MB
         self._copy_refused = False  # the landing credentials may not read the source
 
     def close(self) -> None:
-        self.client.close()
+        """Nothing to release: the client is the process's shared one."""
 
     def part_size(self, size: int) -> int:
         return int(ChunksizeAdjuster().adjust_chunksize(self.chunksize, size))

@@ -12,7 +12,7 @@ import boto3.exceptions
 from boto3.s3.transfer import TransferConfig
 from pydantic import Field
 
-from module_system.aws import CopySource, make_client, translate_errors
+from module_system.aws import CopySource, shared_client, translate_errors
 from module_system.config.models import S3Connection
 from module_system.errors import TransientError
 from module_system.sources.base import RemoteItem, Source, SourceContext
@@ -61,7 +61,7 @@ class S3Source(Source):
 
     @classmethod
     def from_config(cls, config: S3SourceConfig, context: SourceContext) -> Self:
-        return cls(config, make_client(config))
+        return cls(config, shared_client(config))
 
     def list_items(self) -> Iterator[RemoteItem]:
         cfg = self.config
@@ -133,4 +133,4 @@ class S3Source(Source):
         return CopySource(cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], etag)
 
     def close(self) -> None:
-        self.client.close()
+        """Nothing to release: the client is the process's shared one."""
