@@ -345,3 +345,14 @@ def test_floats_compare_as_floats(tmp_path: Path, number: float, high: float) ->
     schema = {"type": "object", "properties": {"n": {"type": "number", "maximum": high}}}
     verdict = json_verdict(tmp_path, "f.json", json.dumps({"n": number}).encode(), schema)
     assert verdict.valid is (number <= high)
+
+
+def test_only_integers_orjson_may_round_are_parsed_again() -> None:
+    """64-bit ids (19 digits) stay on the fast path; what orjson rounds does not."""
+    from module_system.validation import json_text
+
+    assert not json_text.may_need_exact([b'{"id": 1234567890123456789, "x": 18446744073709551]'])
+    assert json_text.may_need_exact([b'{"id": 1}', b'{"id": 18446744073709551616}'])
+    assert json_text.may_need_exact([b'{"id": -9223372036854775809}'])
+    assert json_text.parse(b"[18446744073709551616]", exact=True) == [2**64]
+    assert json_text.parse(b"[18446744073709551616]", exact=False) == [2.0**64]  # no bounds

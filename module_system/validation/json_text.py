@@ -3,11 +3,13 @@
 orjson parses tens of times faster than the standard library but rounds integers beyond
 64 bits to floats (``100000000000000000001`` becomes ``1e20``: a ``maximum`` of ``1e20``
 would pass it, and draft 4 would call it no integer) and refuses numbers beyond a double
-(``1e400``) as unparseable. A text holding a long run of digits or a 3-digit exponent is
-therefore parsed by the standard library, with exact integers. Numbers that cannot be
-checked at all make the text fail with :class:`NotJson` naming them, rather than a crash
-or a wrong verdict: integers longer than Python converts from text by default (4,300
-digits, a guard against quadratic conversion time) and numbers beyond a double.
+(``1e400``) as unparseable. So when numbers must be exact (``exact=True``: the schema
+compares numbers), a text holding an integer orjson may round (20 digits, or 19 after a
+minus sign) is parsed again by the standard library, with exact integers; so is a text
+orjson refused that holds a long run of digits or a 3-digit exponent. Numbers that cannot
+be checked at all make the text fail with :class:`NotJson` naming them, rather than a
+crash or a wrong verdict: integers longer than Python converts from text by default
+(4,300 digits, a guard against quadratic conversion time) and numbers beyond a double.
 Nesting deeper than orjson's 1,024 levels is refused by orjson with its own message.
 """
 
@@ -24,6 +26,12 @@ import orjson
 
 # Integers of 19+ digits may pass 64 bits; exponents of 3+ digits may pass a double.
 _MAY_NEED_EXACT = re.compile(rb"[0-9]{19}|[eE][+-]?[0-9]{3}")
+# What orjson may round: an integer beyond [-2**63, 2**64 - 1], so one of 20+ digits or a
+# negative one of 19 (positive 19-digit ids stay fast). Found ~15x faster than by regular
+# expression (which tries every digit): digits become NUL, which JSON text never holds,
+# then substring searches.
+_DIGITS_AS_NUL = bytes.maketrans(b"0123456789", bytes(10))
+_LONG_RUNS = (bytes(20), b"-" + bytes(19))
 
 
 class NotJson(ValueError):
@@ -34,20 +42,26 @@ class _Uncheckable(Exception):
     """A number no schema check could judge (raised from inside the parser)."""
 
 
-def parse(text: bytes) -> Any:
-    """The value of a JSON text; :class:`NotJson` when it is not one (or not checkable)."""
+def parse(text: bytes, exact: bool) -> Any:
+    """The value of a JSON text; :class:`NotJson` when it is not one (or not checkable).
+    ``exact``: integers beyond 64 bits must keep every digit."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         if _MAY_NEED_EXACT.search(text) and not text.startswith(codecs.BOM_UTF8):
             return _parse_refused(text, f"not parseable JSON: {exc}")
         raise NotJson(f"not parseable JSON: {exc}") from None
-    return _parse_exact(text) if _MAY_NEED_EXACT.search(text) else value
+    return _parse_exact(text) if exact and _has_long_digit_run(text) else value
 
 
 def may_need_exact(texts: list[bytes]) -> bool:
-    """True when any of ``texts`` must go through :func:`parse`, not plain orjson."""
-    return any(map(_MAY_NEED_EXACT.search, texts))
+    """True when any of ``texts`` has an integer orjson may round (see :func:`parse`)."""
+    return _has_long_digit_run(b"\n".join(texts))
+
+
+def _has_long_digit_run(text: bytes) -> bool:
+    digits = text.translate(_DIGITS_AS_NUL)
+    return any(run in digits for run in _LONG_RUNS)
 
 
 def _parse_exact(text: bytes) -> Any:
