@@ -37,7 +37,7 @@ from module_system.validation.base import (
     open_binary,
     read_json_object,
 )
-from module_system.validation.reading import DEFAULT_MAX_RATIO, ReadLimits
+from module_system.validation.reading import DECOMPRESSION_RATIO, DEFAULT_MAX_RATIO, ReadLimits
 
 LINE_DELIMITED = (".ndjson", ".jsonl")
 BATCH_LINES = 1000
@@ -52,15 +52,23 @@ NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
 class JsonSchemaOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    schema_: dict[str, Any] = Field(alias="schema")
+    schema_: dict[str, Any] = Field(
+        alias="schema", description="the JSON Schema: a file (relative to the registry) or inline"
+    )
     source: str = "inline"
-    records_path: str | None = None  # None: the schema applies to the whole document
+    records_path: str | None = Field(
+        None,
+        description="dotted path to a list whose every record the schema checks ($: the "
+        "document itself); unset: the whole document (API services: the source's records_path)",
+    )
     max_file_bytes: int | None = Field(
         DEFAULT_MAX_FILE_BYTES, gt=0,
         description="the largest JSON text parsed at once (a .json document, decompressed, "
         "or one NDJSON line); a bigger one makes the file invalid (too_large)",
     )  # fmt: skip
-    max_decompression_ratio: float | None = Field(DEFAULT_MAX_RATIO, gt=1)
+    max_decompression_ratio: float | None = Field(
+        DEFAULT_MAX_RATIO, gt=1, description=DECOMPRESSION_RATIO
+    )
     # NDJSON: where each line holds the document records_path is in. Set by the API source
     # for its batches (a line is a response, its body under "body"); not a registry key.
     line_document: SkipJsonSchema[str | None] = None
