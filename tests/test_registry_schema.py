@@ -151,3 +151,8 @@ def test_interpolated_numbers_and_schema_paths_are_accepted(tmp_path: Path) -> N
 def test_keys_without_description_are_found() -> None:
     schema = {"$defs": {"M": {"properties": {"a": {"type": "string"}, "b": {"description": "x"}}}}}
     assert keys_without_description(schema) == ["M.a"]
+
+
+def test_every_key_of_the_shipped_schema_has_a_description() -> None:
+    # Editors show these as the keys' hover text, and configuration-reference.md lists them.
+    assert keys_without_description(shipped()) == []
