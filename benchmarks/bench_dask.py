@@ -229,29 +229,38 @@ def tiny_services(count: int) -> dict[str, Any]:
 
 
 def overhead(bench: Bench, args: argparse.Namespace) -> None:
-    print(f"\n2. {args.tiny} tiny jobs (one 2-byte file each), 2 at once; CPU is that of every "
-          "process here (client, scheduler, workers, S3 server)")  # fmt: skip
+    print(f"\n2. {args.tiny} tiny jobs (one 2-byte file each). CPU: of every process here "
+          "(client, scheduler, workers, S3 server), less what they use idle")  # fmt: skip
     registry, _ = bench.batch("tiny", tiny_services(args.tiny))
-    measures: dict[str, tuple[float, float]] = {}
-    for name in ("threads", "dask"):
-        with contextlib.ExitStack() as stack:
-            executor: Callable[[], JobExecutor] = functools.partial(ThreadJobExecutor, 2)
-            if name == "dask":
-                cluster = stack.enter_context(on_local_cluster(2))
-                executor = functools.partial(DaskJobExecutor, cluster.scheduler_address)
-            warm_registry, warm_batch = bench.batch("warm", tiny_services(4))
-            bench.run(executor(), warm_registry, warm_batch, 2)
-            idle = idle_cpu_rate()
-            _, batch = bench.batch(f"tiny-{name}", tiny_services(args.tiny))
-            wall, cpu = bench.run(executor(), registry, batch, 2)
-            measures[name] = wall, cpu - idle * wall  # without what the processes use idle
-        wall, cpu = measures[name]
-        print(f"   {name:<8} {wall:6.2f} s  {args.tiny / wall:6.1f} jobs/s  "
-              f"{wall / args.tiny * 1000:6.1f} ms/job  CPU {cpu / args.tiny * 1000:6.1f} ms/job "
-              f"(idle: {idle * 1000:.0f} ms/s)  load {os.getloadavg()[0]:.1f}")  # fmt: skip
-    (wall_t, cpu_t), (wall_d, cpu_d) = measures["threads"], measures["dask"]
-    print(f"   a Dask task over a pool thread: {(wall_d - wall_t) / args.tiny * 1000:+.1f} ms wall "
-          f"and {(cpu_d - cpu_t) / args.tiny * 1000:+.1f} ms CPU per job")  # fmt: skip
+    for at_once in (1, 2):  # 1: the cost of a job's round trip alone; 2: end to end
+        measures = {name: tiny_jobs(bench, registry, name, at_once, args.tiny)
+                    for name in ("threads", "dask")}  # fmt: skip
+        (wall_t, cpu_t), (wall_d, cpu_d) = measures["threads"], measures["dask"]
+        print(f"   {at_once} at once: a Dask task over a pool thread: "
+              f"{(wall_d - wall_t) / args.tiny * 1000:+.1f} ms wall and "
+              f"{(cpu_d - cpu_t) / args.tiny * 1000:+.1f} ms CPU per job")  # fmt: skip
+
+
+def tiny_jobs(
+    bench: Bench, registry: Any, name: str, at_once: int, count: int
+) -> tuple[float, float]:
+    """Wall and CPU time of ``count`` tiny jobs on the thread pool or on a local cluster of
+    ``at_once`` single-threaded workers, after a warm-up batch."""
+    with contextlib.ExitStack() as stack:
+        executor: Callable[[], JobExecutor] = functools.partial(ThreadJobExecutor, at_once)
+        if name == "dask":
+            cluster = stack.enter_context(on_local_cluster(at_once))
+            executor = functools.partial(DaskJobExecutor, cluster.scheduler_address)
+        warm_registry, warm_batch = bench.batch("warm", tiny_services(4))
+        bench.run(executor(), warm_registry, warm_batch, at_once)
+        idle = idle_cpu_rate()
+        _, batch = bench.batch(f"tiny-{name}-{at_once}", tiny_services(count))
+        wall, cpu = bench.run(executor(), registry, batch, at_once)
+        cpu -= idle * wall
+    print(f"   {at_once} at once, {name:<8} {wall:6.2f} s  {count / wall:5.1f} jobs/s  "
+          f"{wall / count * 1000:6.1f} ms/job  CPU {cpu / count * 1000:6.1f} ms/job "
+          f"(idle {idle * 1000:.0f} ms/s)  load {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return wall, cpu
 
 
 def main() -> None:
