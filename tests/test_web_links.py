@@ -96,3 +96,11 @@ def test_first_base_and_canonical_win_and_meta_robots_count_anywhere() -> None:
     page = parse_page('<base href="/b/"><base href="/x/"><a href="a.html">', "http://h.test/")
     assert page.links == ["http://h.test/b/a.html"]
     assert page.canonical is None and not page.noindex
+
+
+def test_configured_urls_stay_out_of_the_link_caches() -> None:
+    before = urls._canonical_cached.cache_info().currsize, urls._link_resolved.cache_info()
+    assert normalize_url("http://user:secret@h.test/start.html") == "http://h.test/start.html"
+    assert normalize_url("next.html", "http://user:secret@h.test/a/") == "http://h.test/a/next.html"
+    after = urls._canonical_cached.cache_info().currsize, urls._link_resolved.cache_info()
+    assert after == before

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -64,7 +64,7 @@ def normalize_links(hrefs: Iterable[str], base: str) -> list[str]:
     links: dict[str, None] = {}
     for href in hrefs:
         href = _STRIPPED.sub("", href).strip().partition("#")[0]  # see _resolved
-        link = _resolved_cached(href, base if _needs_page_name(href) else folder)
+        link = _link_resolved(href, base if _needs_page_name(href) else folder)
         if link is not None:
             links[link] = None
     return list(links)
@@ -83,21 +83,6 @@ def _needs_page_name(href: str) -> bool:
     return rest[:1] in ("", "?", ";") or rest.startswith("//")  # "//" alone: no host
 
 
-def _resolved(href: str, base: str | None) -> str | None:
-    """The canonical form of a link already stripped of blanks (see normalize_url)."""
-    try:
-        absolute = urljoin(base, href) if base else href
-    except ValueError:
-        return None
-    # The fragment never counts (see _cleaned); without it, the links of a site's pages
-    # come down to few distinct URLs, so the costly canonical form is cached.
-    return _canonical(absolute.partition("#")[0])
-
-
-_resolved_cached = lru_cache(maxsize=LINK_CACHE_SIZE)(_resolved)
-
-
-@lru_cache(maxsize=LINK_CACHE_SIZE)
 def _canonical(absolute: str) -> str | None:
     try:
         if urlsplit(absolute).scheme.lower() not in FOLLOWED_SCHEMES:
@@ -106,6 +91,28 @@ def _canonical(absolute: str) -> str | None:
     except (ValueError, UnicodeError):
         return None
     return canonical if urlsplit(canonical).hostname else None
+
+
+# Only a page's links go through the caches (not configured URLs, which may hold secrets).
+_canonical_cached = lru_cache(maxsize=LINK_CACHE_SIZE)(_canonical)
+
+
+def _resolved(
+    href: str, base: str | None, canonical: Callable[[str], str | None] = _canonical
+) -> str | None:
+    """The canonical form of a link already stripped of blanks (see normalize_url)."""
+    try:
+        absolute = urljoin(base, href) if base else href
+    except ValueError:
+        return None
+    # The fragment never counts (see _cleaned); without it, the links of a site's pages
+    # come down to few distinct URLs, whose costly canonical forms the crawl caches.
+    return canonical(absolute.partition("#")[0])
+
+
+@lru_cache(maxsize=LINK_CACHE_SIZE)
+def _link_resolved(href: str, base: str) -> str | None:
+    return _resolved(href, base, _canonical_cached)
 
 
 def _folder(url: str) -> str:
