@@ -18,8 +18,8 @@ from module_system.validation import csv as csv_module
 from module_system.validation.base import Verdict
 from module_system.validation.csv import CsvValidator
 from module_system.validation.suite import ValidationSuite
-from tests.conftest import read_json
-from tests.s3_helpers import run_jobs, s3_service
+from tests.helpers import RunJobs, read_json
+from tests.s3_helpers import s3_service
 
 MiB = 1024 * 1024
 RECORD = {"type": "object"}
@@ -143,9 +143,8 @@ def test_the_ratio_guard_is_an_option(tmp_path: Path) -> None:
 
 
 def test_a_bomb_lands_in_quarantine_with_its_reason(
-    tmp_path: Path, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    state_url: str,
-) -> None:  # fmt: skip
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str
+) -> None:
     s3.put_object(Bucket=source_bucket, Key="in/bomb.json.gz", Body=BOMBS["data.json.gz"])
     s3.put_object(
         Bucket=source_bucket,
@@ -154,8 +153,7 @@ def test_a_bomb_lands_in_quarantine_with_its_reason(
     )
     service = s3_service(s3_server.url, source_bucket)
     service["source"]["include"] = ["*.json.gz"]
-    landing = {"bucket": landing_bucket, "endpoint_url": s3_server.url}
-    job = run_jobs(tmp_path, landing, {"svc": service}, [("j", "svc")], state_url).jobs[0]
+    job = run_jobs({"svc": service}, [("j", "svc")]).jobs[0]
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.valid, job.counts.invalid) == (1, 1)
     report = read_json(s3, landing_bucket, "data/s3/svc/quarantine/bomb.json.gz.error.json")
