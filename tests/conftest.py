@@ -24,11 +24,7 @@ from module_system.pipeline import RunOptions
 from module_system.results import BatchResult, JobResult
 from module_system.state import StateStore
 from tests import helpers
-from tests.helpers import RunJob, RunJobs, list_keys, read_json, write_batch, write_registry
-
-# Re-exported for test files that still import them from here; new code imports
-# them from tests.helpers.
-__all__ = ["list_keys", "read_json", "write_batch", "write_registry"]
+from tests.helpers import RunJob, RunJobs, write_batch, write_registry
 
 pytest_plugins = ["tests.conftest_ftp", "tests.api_server"]
 
