@@ -7,6 +7,7 @@ statements run on both.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Collection, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from module_system._optional import require
 from module_system.errors import ConfigError
@@ -74,18 +75,10 @@ class StateStore:
         self._write_lock: AbstractContextManager[Any] = (
             threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as conn:
-                    if conn.dialect.name == "postgresql":  # several workers may start at once
-                        conn.execute(text("SELECT pg_advisory_xact_lock(7261501)"))
-                    migrate(conn)
-                return
-            except IntegrityError:
-                # SQLite has no advisory lock: another process migrated at the same moment;
-                # its migrations are recorded now, so looking again finds nothing to do.
-                if attempt == 2:
-                    raise
+        with _migration_lock(self.engine), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # several workers may start at once
+                conn.execute(text("SELECT pg_advisory_xact_lock(7261501)"))
+            migrate(conn)
 
     def __repr__(self) -> str:
         return f"StateStore({mask_url(self.url)!r})"
@@ -242,6 +235,22 @@ class CursorStore:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """SQLite has no advisory lock: stores opening one database file at once (threads or
+    processes of one machine) take turns on a lock file beside it to migrate."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _make_engine(url: str) -> Engine:
