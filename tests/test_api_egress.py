@@ -117,8 +117,7 @@ def test_auth_origins_extend_where_credentials_go(
 
 def test_cookies_stay_on_the_configured_origin(
     api: ApiServer, other_api: ApiServer, dns: StubDns, connections: list[Any],
-    run_api_jobs: RunApiJobs,
-    monkeypatch: pytest.MonkeyPatch,
+    run_api_jobs: RunApiJobs, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """A cookie for ``Domain=api.test`` would go to ``data.api.test`` by cookie rules."""
     api.reset(), other_api.reset()
@@ -141,8 +140,8 @@ def test_cookies_stay_on_the_configured_origin(
 
 
 def test_metadata_address_of_a_configured_name_is_refused(
-    run: Any, dns: StubDns, connections: list[Any], run_api_jobs: RunApiJobs, api: ApiServer,
-) -> None:  # fmt: skip
+    run: Any, dns: StubDns, connections: list[Any], run_api_jobs: RunApiJobs, api: ApiServer
+) -> None:
     dns.table["metadata.test"] = ["169.254.169.254"]
     source = {"url": f"http://metadata.test:{api.port}/pages", "records_path": "data.items"}
     [job] = run_api_jobs({"meta": harness.service(source)})
