@@ -83,7 +83,7 @@ def run_checked(
 ) -> BatchResult:
     """Run an already loaded batch against an already loaded registry, on ``executor``
     (default: a thread pool of ``max_workers``; see
-    :func:`module_system.orchestrator.executor.make_executor`)."""
+    :func:`module_system.orchestrator.choice.make_executor`)."""
     state = StateStore(state_url)
     try:
         return run_batch(registry, batch, state, max_workers=max_workers, options=options,

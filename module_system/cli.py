@@ -19,7 +19,7 @@ from module_system.config import BatchFile, Registry
 from module_system.errors import ConfigError
 from module_system.observability.logging import DEFAULT_LOG_DIR, setup_logging
 from module_system.observability.redaction import redact
-from module_system.orchestrator.executor import make_executor
+from module_system.orchestrator.choice import make_executor
 from module_system.orchestrator.monitor import Monitor
 from module_system.orchestrator.report import print_summary, write_report
 from module_system.orchestrator.rerun import NothingToRerun, rerun_batch, rerun_batch_file

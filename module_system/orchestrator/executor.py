@@ -10,13 +10,11 @@ bridges them to where its jobs run.
 
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from module_system._optional import require
 from module_system.config.models import JobSpec, Registry
 from module_system.orchestrator.stats import BatchStats
 from module_system.pipeline import RunOptions, run_job
@@ -80,23 +78,3 @@ def _run_here(batch: BatchContext, job: JobSpec) -> JobResult:
     batch.stats.job_started()
     return run_job(job, batch.registry, batch.state, batch.run_id, batch.options,
                    batch.cancel, batch.stats)  # fmt: skip
-
-
-def make_executor(
-    kind: str = "threads",
-    *,
-    max_workers: int = 20,
-    scheduler: str | None = None,
-    local_workers: int | None = None,
-) -> JobExecutor:
-    """``threads`` (the default) or ``dask``: on the cluster at ``scheduler``, or on a local
-    cluster of ``local_workers`` processes sharing ``max_workers`` job slots."""
-    if kind == "threads":
-        return ThreadJobExecutor(max_workers)
-    require("distributed", extra="dask", what="--executor dask")
-    from module_system.orchestrator.dask_executor import DaskJobExecutor
-
-    if local_workers is not None:
-        threads = max(1, math.ceil(max_workers / local_workers))
-        return DaskJobExecutor(local_workers=local_workers, threads_per_worker=threads)
-    return DaskJobExecutor(scheduler)
