@@ -55,7 +55,9 @@ class DaskCluster:
                                 stderr=subprocess.STDOUT)  # fmt: skip
 
     def start(self, workers: int = 2) -> DaskCluster:
-        args = ["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"]
+        # idle-timeout: a scheduler left behind by a killed test run ends (its workers follow)
+        args = ["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard",
+                "--idle-timeout", "300s"]  # fmt: skip
         self.scheduler = self._spawn("scheduler", args)
         for n in range(workers):
             self.start_worker(f"w{n}")
