@@ -9,7 +9,9 @@ flat whatever the file size (only ``unique`` columns remember their values). Eac
 is transposed into columns and checked column-wise (see
 :mod:`module_system.validation.table_schema` for why that is fast). Row numbers in the
 report count records with the header as row 1, as Frictionless does: a quoted value with
-line breaks spans several lines but is one row.
+line breaks spans several lines but is one row. As in Frictionless too, a row whose fields
+are all missing values (``,,`` or, with ``missingValues``, ``NA,NA``) is a blank row, and a
+row of the wrong width is reported for its width (its values are not checked).
 
 ``.csv.gz`` is read through gzip; a UTF-8 BOM is skipped; CRLF and quoted newlines are
 handled by the ``csv`` module. Bytes that are not valid in the declared encoding are

@@ -12,9 +12,11 @@ Arrow and Python's ``csv`` module (``strict=True``) agree only on part of what a
 hold, so this path raises :class:`FallBack` — and the caller checks the whole file again
 the pure-Python way — for: an encoding other than UTF-8; a quote character anywhere in the
 file (Python refuses ``"ab"cd`` and an unclosed quote, Arrow accepts them); a blank line
-(Python reports it, Arrow reads empty fields); rows of another width; undecodable bytes;
-a field longer than ``csv.field_size_limit()``; an empty file; a first line over a block; a
-read error. Such files are reported word for word as before, only not faster.
+(Python reports it, Arrow reads empty fields) or a row of missing values only; rows of
+another width; undecodable bytes; a field longer than ``csv.field_size_limit()``; an empty
+file; a first line over a block; a read error. Such files are reported word for word as
+before, only not faster. A file refused by a read limit (too large, a decompression bomb)
+is not read again: the refusal ends the check.
 """
 
 from __future__ import annotations
