@@ -91,7 +91,7 @@ def test_cut_download_falls_back_to_a_plain_retry(
 ) -> None:
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
-    cut = []
+    cut: list[int] = []
 
     def cut_first_download(method: str, path: str, n: int) -> str | None:
         if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
