@@ -81,6 +81,9 @@ class LandingLayout:
             return key
         digest = hashlib.sha256(tail.encode()).hexdigest()[:16]
         suffix = tail.rsplit(".", 1)[-1][:16] if "." in tail.rsplit("/", 1)[-1] else ""
-        room = MAX_KEY_BYTES - len(folder.encode()) - reserve - len(digest) - len(suffix) - 3
+        # bytes, not characters: a suffix of multi-byte characters must still fit
+        room = (
+            MAX_KEY_BYTES - len(folder.encode()) - reserve - len(digest) - len(suffix.encode()) - 3
+        )
         head = tail.encode()[: max(room, 0)].decode(errors="ignore")
         return f"{folder}{head}~{digest}" + (f".{suffix}" if suffix else "")
