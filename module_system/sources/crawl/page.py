@@ -34,7 +34,7 @@ def parse_page(text: str, url: str, robots_header: str | None = None) -> ParsedP
     if head.canonical is not None:
         page.canonical = normalize_url(head.canonical, base)
     if not page.nofollow:
-        hrefs = (n.attributes.get("href") or "" for n in tree.css(LINK_SELECTOR))
+        hrefs = (n.attrs.get("href") or "" for n in tree.css(LINK_SELECTOR))  # not all attributes
         page.links = normalize_links(hrefs, base)
     return page
 

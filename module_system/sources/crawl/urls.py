@@ -61,9 +61,11 @@ def normalize_links(hrefs: Iterable[str], base: str) -> list[str]:
     so results are cached by (folder, link), and a site's navigation, repeated on every
     page, is canonicalised once per folder rather than once per page."""
     folder = _folder(base)
+    # A page repeats links, and more once fragments go (7 to 1 on Sphinx pages): each
+    # distinct one is resolved once. The first of each keeps its place in page order.
+    bare = (_STRIPPED.sub("", href).strip().partition("#")[0] for href in dict.fromkeys(hrefs))
     links: dict[str, None] = {}
-    for href in hrefs:
-        href = _STRIPPED.sub("", href).strip().partition("#")[0]  # see _resolved
+    for href in dict.fromkeys(bare):  # see _resolved for the fragment
         link = _link_resolved(href, base if _needs_page_name(href) else folder)
         if link is not None:
             links[link] = None
