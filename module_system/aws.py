@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import botocore.session
 import botocore.utils
 from botocore.config import Config
 
+from module_system.aws_direct import DirectS3
 from module_system.config.models import S3Connection
 from module_system.errors import FatalError, ItemVanished, TerminalError, TransientError
 
@@ -146,7 +148,20 @@ def make_client(conn: S3Connection, max_pool: int = 32) -> Any:
         response_checksum_validation="when_supported",
     )
     session = make_session(conn)
-    return session.client("s3", endpoint_url=conn.endpoint_url, config=config)
+    client = session.client("s3", endpoint_url=conn.endpoint_url, config=config)
+    credentials = session.get_credentials()
+    if credentials is not None:  # the very object the client signs with (sessions cache it)
+        _DIRECT[client] = DirectS3(client, credentials)
+    return client
+
+
+_DIRECT: weakref.WeakKeyDictionary[Any, DirectS3] = weakref.WeakKeyDictionary()
+
+
+def direct_for(client: Any) -> DirectS3 | None:
+    """The direct-request path of a client made by :func:`make_client` (see
+    :mod:`module_system.aws_direct`), or None for any other client."""
+    return _DIRECT.get(client)
 
 
 def credentials_source(conn: S3Connection) -> str:

@@ -36,13 +36,15 @@ class FaultyProxy:
         self.rule = rule
         self.count = 0
         self.faults = 0
+        self.seen: list[tuple[str, str, str]] = []  # every request's method, path, User-Agent
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def _decide(self, method: str, path: str) -> str | None:
+    def _decide(self, method: str, path: str, user_agent: str = "") -> str | None:
         with self._lock:
             self.count += 1
+            self.seen.append((method, path, user_agent))
             fault = self.rule(method, path, self.count)
             self.faults += fault is not None
             return fault
@@ -59,7 +61,7 @@ class FaultyProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                fault = proxy._decide(self.command, self.path)
+                fault = proxy._decide(self.command, self.path, self.headers.get("User-Agent", ""))
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.close()

@@ -13,7 +13,7 @@ import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import boto3.exceptions
@@ -22,7 +22,8 @@ import orjson
 from boto3.s3.transfer import TransferConfig
 from s3transfer.utils import ChunksizeAdjuster
 
-from module_system.aws import CopySource, shared_client, translate_errors
+from module_system.aws import CopySource, direct_for, shared_client, translate_errors
+from module_system.aws_direct import attempt, object_headers
 from module_system.config.models import LandingConfig
 from module_system.errors import FatalError, ModuleSystemError, TerminalError, TransientError
 from module_system.landing.checksums import FileDigest, digest_file
@@ -47,6 +48,7 @@ class S3Lander:
         self.client = client or shared_client(landing, max_pool=64)
         self.threshold = landing.multipart_threshold_mb * MB
         self.chunksize = landing.multipart_chunksize_mb * MB
+        self._direct = direct_for(self.client)
         self._copy_refused = False  # the landing credentials may not read the source
 
     def close(self) -> None:
@@ -113,11 +115,17 @@ class S3Lander:
                     self.client.copy(copy_from, bucket, key, ExtraArgs=args, Config=config)
                     self.verify(key, digest.s3_checksum(True), digest.size)
                     return True
-                response = self.client.copy_object(
-                    Bucket=bucket, Key=key, CopySource=copy_from, MetadataDirective="REPLACE",
-                    **args,
+                stored = attempt(
+                    self._direct,
+                    lambda direct: direct.copy(
+                        bucket, key, (source.bucket, source.key), source.etag,
+                        self._headers(key, {**metadata, "sha256": digest.sha256_hex}),
+                    ),
+                    lambda: self.client.copy_object(
+                        Bucket=bucket, Key=key, CopySource=copy_from,
+                        MetadataDirective="REPLACE", **args,
+                    ).get("CopyObjectResult", {}).get("ChecksumSHA256"),
                 )  # fmt: skip
-            stored = response.get("CopyObjectResult", {}).get("ChecksumSHA256")
             self._compare(key, stored, digest.sha256_b64)
             return True
         except FatalError:  # e.g. AccessDenied on the source bucket: upload from now on
@@ -169,9 +177,19 @@ class S3Lander:
         if not multipart:
             # One PUT; its response carries the checksum S3 stored, so no HEAD is needed.
             with translate_errors(self.landing, bucket, key), path.open("rb") as body:
-                response = self.client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-            self._checked(key, lambda: self._compare(key, response.get("ChecksumSHA256"),
-                                                     digest.sha256_b64))  # fmt: skip
+                stored = attempt(
+                    self._direct,
+                    lambda direct: direct.put(
+                        bucket,
+                        key,
+                        body,
+                        digest.size,
+                        (digest.sha256_hex, digest.sha256_b64),
+                        self._headers(key, {**metadata, "sha256": digest.sha256_hex}),
+                    ),
+                    lambda: self._put_object(key, body, extra),
+                )
+            self._checked(key, lambda: self._compare(key, stored, digest.sha256_b64))
             return UploadResult(key, digest.size, digest.sha256_hex)
         with translate_errors(self.landing, bucket, key):
             try:
@@ -185,6 +203,12 @@ class S3Lander:
                 ) from exc
         self._checked(key, lambda: self.verify(key, digest.s3_checksum(multipart), digest.size))
         return UploadResult(key, digest.size, digest.sha256_hex)
+
+    def _put_object(self, key: str, body: BinaryIO, extra: dict[str, Any]) -> str | None:
+        """Through botocore: PUT ``body`` from its start; the SHA-256 S3 stored."""
+        body.seek(0)
+        response = self.client.put_object(Bucket=self.landing.bucket, Key=key, Body=body, **extra)
+        return response.get("ChecksumSHA256")
 
     def _checked(self, key: str, check: Callable[[], None]) -> None:
         """Run ``check``; if it fails, delete what was uploaded before re-raising."""
@@ -246,6 +270,12 @@ class S3Lander:
         """Remove an object that failed its check, so nothing unproven stays visible."""
         with translate_errors(self.landing, self.landing.bucket, key):
             self.client.delete_object(Bucket=self.landing.bucket, Key=key)
+
+    @staticmethod
+    def _headers(key: str, metadata: dict[str, str]) -> dict[str, str]:
+        """:meth:`_object_args` as request headers, for the direct path."""
+        args = S3Lander._object_args(key, metadata)
+        return object_headers(args["Metadata"], args["ContentType"])
 
     @staticmethod
     def _object_args(key: str, metadata: dict[str, str]) -> dict[str, Any]:

@@ -6,13 +6,14 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, BinaryIO, Self
 
 import boto3.exceptions
 from boto3.s3.transfer import TransferConfig
 from pydantic import Field
 
-from module_system.aws import CopySource, shared_client, translate_errors
+from module_system.aws import CopySource, direct_for, shared_client, translate_errors
+from module_system.aws_direct import attempt
 from module_system.config.models import S3Connection
 from module_system.errors import TransientError
 from module_system.sources.base import RemoteItem, Source, SourceContext
@@ -49,6 +50,7 @@ class S3Source(Source):
     def __init__(self, config: S3SourceConfig, client: Any) -> None:
         self.config = config
         self.client = client
+        self._direct = direct_for(client)
         self._ranged_threshold = (config.ranged_download_threshold_mb or 0) * CHUNK or None
         self._transfer = TransferConfig(
             multipart_threshold=self._ranged_threshold or 8 * CHUNK,
@@ -107,15 +109,26 @@ class S3Source(Source):
                     # The listed version; a copy of another is caught by its checksum.
                     self._remember(item.key, item.version)
                     return
-                response = self.client.get_object(Bucket=self.config.bucket, Key=key)
                 with dest.open("wb") as out:
-                    shutil.copyfileobj(response["Body"], out, CHUNK)
-                self._remember(item.key, str(response.get("ETag", "")).strip('"'))
+                    etag = attempt(
+                        self._direct,
+                        lambda direct: direct.get_to(self.config.bucket, key, out, CHUNK),
+                        lambda: self._get(key, out),
+                    )
+                self._remember(item.key, etag)
             except (
                 boto3.exceptions.RetriesExceededError,
                 boto3.exceptions.S3TransferFailedError,
             ) as exc:
                 raise TransientError(f"s3://{self.config.bucket}/{key}: {exc}") from exc
+
+    def _get(self, key: str, out: BinaryIO) -> str:
+        """Through botocore: write the object to ``out`` (from its start) and return its ETag."""
+        out.seek(0)
+        out.truncate()
+        response = self.client.get_object(Bucket=self.config.bucket, Key=key)
+        shutil.copyfileobj(response["Body"], out, CHUNK)
+        return str(response.get("ETag", "")).strip('"')
 
     def _remember(self, item_key: str, etag: str | None) -> None:
         with self._fetched_lock:
