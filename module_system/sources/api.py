@@ -2,7 +2,10 @@
 
 ``list_items`` requests the pages one after the other (the next page depends on the last)
 and yields each response as an item carrying its body; the pipeline's pool validates and
-uploads page N while page N+1 is being fetched. Items are keyed
+uploads page N while page N+1 is being fetched. Once a GET's ``page_number`` or ``offset``
+pagination has read a total, every remaining request is known: up to ``read_ahead`` of
+them are then in flight at once (:class:`PageReadAhead`), and the pages still come in order.
+Items are keyed
 ``{run date}/{job id}/{run id}/page-000001.json``, so runs never overwrite each other and a
 page retried within a run lands under the same key. Because every run has its own keys,
 an identical body in a later run is landed again rather than skipped: each run's folder is
@@ -24,11 +27,15 @@ docs/sources/api.md for every key and docs/security.md for the policy.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import itertools
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -55,6 +62,7 @@ from module_system.sources.http.incremental import IncrementalConfig, Incrementa
 from module_system.sources.http.pagination import (
     BasePaginator,
     NoPagination,
+    NumberedPaginator,
     Page,
     PageRequest,
     PaginationConfig,
@@ -103,6 +111,13 @@ class ApiSourceConfig(StrictModel):
     timeout: float = Field(30.0, gt=0, description="seconds to connect, read and write, each")
     max_pages: int | None = Field(
         None, ge=1, description="stop after this many pages (with a warning); unset: no cap"
+    )
+    read_ahead: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="pages requested in parallel ahead of need when their addresses are known "
+        "(GET with page_number or offset pagination and a total_path); 1: one page at a time",
     )
     max_response_bytes: int = Field(
         DEFAULT_MAX_RESPONSE_BYTES,
@@ -164,6 +179,7 @@ class ApiSource(Source):
         self._spool: tempfile.TemporaryDirectory[str] | None = None
         self._spooled = itertools.count()
         self._base: tuple[str, httpx.URL, str] | None = None  # see _base_url
+        self._ahead: PageReadAhead | None = None  # while _pages reads ahead
 
     @classmethod
     def from_config(cls, config: ApiSourceConfig, context: SourceContext) -> Self:
@@ -201,40 +217,57 @@ class ApiSource(Source):
         return {**validation, "json_schema": options.model_copy(update=update)}
 
     def list_items(self) -> Iterator[RemoteItem]:
-        if self.config.batch_pages == 1:
-            for page in self._pages():
-                yield page if isinstance(page, RemoteItem) else self._item(page)
-        else:
-            yield from self._batches(self._pages())
+        with contextlib.closing(self._pages()) as pages:  # closed early: read-ahead ends
+            if self.config.batch_pages == 1:
+                for page in pages:
+                    yield page if isinstance(page, RemoteItem) else self._item(page)
+            else:
+                yield from self._batches(pages)
 
-    def _pages(self) -> Iterator[Page | RemoteItem]:
-        """Every page, one after the other (the next depends on the last); a page too large
-        to read comes as a failed item and ends pagination."""
+    def _pages(self) -> Generator[Page | RemoteItem]:
+        """Every page, in order: the next is requested after the last arrived, or, once its
+        request is known in advance, already in flight (see :class:`PageReadAhead`). A page too
+        large to read comes as a failed item and ends pagination."""
         request = PageRequest(self.config.url, dict(self.config.params))
         if self.cursor is not None:
             self.cursor.apply(request)
         self.paginator.init_request(request)
-        for number in itertools.count(1):
-            if self.config.max_pages and number > self.config.max_pages:
-                self.context.logger.warning("stopped at max_pages=%d", self.config.max_pages)
-                return
-            try:
-                page = self.retrier.call(
-                    functools.partial(self._get, request, number),
-                    f"page {number} of {self._base_url(request.url)[1]}",
-                )
-            except ResponseTooLarge as exc:  # a failed page in the manifest; no next page
-                self.unreadable_pages += 1
-                yield self._failed_item(number, request, exc)
-                return
-            if self.paginator.is_repeat(page):
-                self.context.logger.warning(
-                    "page %d repeats page %d: treating it as the end", number, number - 1
-                )
-                return
-            yield page
-            if not self._advance(page, request):
-                return
+        cfg, paginator = self.config, self.paginator
+        if cfg.method == "GET" and cfg.read_ahead > 1 and isinstance(paginator, NumberedPaginator):
+            self._ahead = PageReadAhead(self, paginator, cfg.read_ahead)
+        try:
+            for number in itertools.count(1):
+                if cfg.max_pages and number > cfg.max_pages:
+                    self.context.logger.warning("stopped at max_pages=%d", cfg.max_pages)
+                    return
+                try:
+                    if self._ahead is not None:
+                        page = self._ahead.take(number, request)
+                    else:
+                        page = self._fetch(request, number)
+                except ResponseTooLarge as exc:  # a failed page in the manifest; no next page
+                    self.unreadable_pages += 1
+                    yield self._failed_item(number, request, exc)
+                    return
+                if paginator.is_repeat(page):
+                    self.context.logger.warning(
+                        "page %d repeats page %d: treating it as the end", number, number - 1
+                    )
+                    return
+                yield page
+                if not self._advance(page, request):
+                    return
+        finally:  # the end, an error, or the consumer gone: pages read ahead are dropped
+            if self._ahead is not None:
+                self._ahead.close()
+                self._ahead = None
+
+    def _fetch(self, request: PageRequest, number: int) -> Page:
+        """Page ``number``, with the service's retries; called from read-ahead threads too."""
+        return self.retrier.call(
+            functools.partial(self._get, request, number),
+            f"page {number} of {self._base_url(request.url)[1]}",
+        )
 
     def _batches(self, pages: Iterator[Page | RemoteItem]) -> Iterator[RemoteItem]:
         """Pages as NDJSON batches of up to ``batch_pages`` lines and ``batch_bytes`` bytes
@@ -290,10 +323,12 @@ class ApiSource(Source):
 
     def _base_url(self, url: str) -> tuple[httpx.URL, str]:
         """``url`` parsed, and masked, once while it stays the same: page numbers, offsets
-        and cursors change only the query parameters, which are kept apart."""
-        if self._base is None or self._base[0] != url:
-            self._base = (url, httpx.URL(url), mask_url(url))
-        return self._base[1], self._base[2]
+        and cursors change only the query parameters, which are kept apart. (Read once into
+        a local: read-ahead threads call this too.)"""
+        base = self._base
+        if base is None or base[0] != url:
+            base = self._base = (url, httpx.URL(url), mask_url(url))
+        return base[1], base[2]
 
     def _get(self, request: PageRequest, number: int) -> Page:
         cfg = self.config
@@ -367,9 +402,72 @@ class ApiSource(Source):
         self.context.logger.info("cursor %s is now %s", self.cursor.name, value)
 
     def close(self) -> None:
+        if self._ahead is not None:  # a listing left unfinished and not closed
+            self._ahead.close()
         self.client.close()
         if self._spool is not None:
             self._spool.cleanup()
+
+
+class PageReadAhead:
+    """The pages of a numbered pagination whose values the paginator knows (it has read a
+    total), requested by up to ``width`` threads before they are needed and taken strictly
+    in page order.
+
+    Each fetch is :meth:`ApiSource._fetch`, as without read-ahead: retries, the host's rate
+    limit, the egress policy and the body cap apply to every request. Queued pages are
+    always the ones right after the page taken last, never past ``max_pages``; a page
+    whose value is not known yet (the first, or after a page without a total) is fetched
+    in the caller's thread. What the pagination does with a page (stop rules, loop guard,
+    cursor) is left to the caller, page by page; pages fetched past where it stops are
+    dropped by :meth:`close`.
+    """
+
+    def __init__(self, source: ApiSource, paginator: NumberedPaginator, width: int) -> None:
+        self.source, self.paginator, self.width = source, paginator, width
+        self.max_pages = source.config.max_pages
+        self.pool = ThreadPoolExecutor(width, f"{source.context.job_id}-read-ahead")
+        self.window: deque[tuple[int, Future[Page]]] = deque()  # consecutive page numbers
+        self.last_queued = 0
+
+    def take(self, number: int, request: PageRequest) -> Page:
+        """Page ``number``, whose request ``request`` is (the paginator's value is its
+        value); an error of its fetch is raised here. Pages after it are queued, up to
+        ``width`` of them, before this returns."""
+        self._queue(number, request)
+        if self.window and self.window[0][0] == number:
+            page = self.window.popleft()[1].result()
+        else:  # not known in advance: fetched now, as without read-ahead
+            page = self.source._fetch(request, number)
+        self._queue(number, request)
+        return page
+
+    def _queue(self, number: int, request: PageRequest) -> None:
+        """Queue the known pages from ``number`` on that are not yet, while fewer than
+        ``width`` are waiting to be taken."""
+        values = self.paginator.remaining_values()  # page number + i has the i-th value
+        if values is None:
+            return
+        param = self.paginator.param
+        for page_number in itertools.count(max(number, self.last_queued + 1)):
+            # Not values[i] or len(values): a total may be past what they accept.
+            value = values.start + (page_number - number) * values.step
+            if value >= values.stop or len(self.window) >= self.width:
+                return
+            if self.max_pages and page_number > self.max_pages:
+                return
+            page_request = PageRequest(request.url, {**request.params, param: value})
+            run = contextvars.copy_context().run  # keeps the job's log context
+            future = self.pool.submit(run, self.source._fetch, page_request, page_number)
+            self.window.append((page_number, future))
+            self.last_queued = page_number
+
+    def close(self) -> None:
+        """Cancel the queued fetches, wait for the ones in flight and drop every page."""
+        for _, future in self.window:
+            future.cancel()
+        self.window.clear()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def read_page(number: int, url: str, response: httpx.Response, records_path: str | None) -> Page:

@@ -13,6 +13,7 @@ Credentials go only to the origin of the configured URL (and, for OAuth2, the to
 
 from __future__ import annotations
 
+import threading
 import time
 from base64 import b64encode
 from collections.abc import Callable, Generator
@@ -122,8 +123,10 @@ class OAuth2ClientCredentials(httpx.Auth):
     """Fetches a token through the same client, caches it until ``refresh_leeway`` seconds
     before ``expires_in`` runs out, and fetches a new one once when the API answers 401.
 
-    One source's pages are requested from one thread, so the cache needs no lock. Only
-    token answers are read here (capped): API pages are read by the caller, within its own
+    Several threads may send through one instance (the API source's read-ahead): a lock
+    lets one of them fetch a token while the others wait for it, and a 401 fetches a new
+    token only if no other thread has replaced the refused one meanwhile. Only token
+    answers are read here (capped): API pages are read by the caller, within its own
     ``max_response_bytes``.
     """
 
@@ -134,16 +137,30 @@ class OAuth2ClientCredentials(httpx.Auth):
         self._token: str | None = None
         self._expires_at = 0.0
         self.tokens_fetched = 0
+        self._lock = threading.Lock()  # held while a token is fetched, across the yield
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """:meth:`auth_flow` delegated to with ``yield from``, so that httpx closing this
+        flow (after an error) closes it too, at once, releasing the lock it may hold."""
+        yield from self.auth_flow(request)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._token is None or self.clock() >= self._expires_at:
-            self._store(self._parse((yield self._token_request())))
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        with self._lock:
+            if self._token is None or self.clock() >= self._expires_at:
+                self._store(self._parse((yield self._token_request())))
+            token = self._token
+        request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:  # revoked or expired early: one fresh token
-            cap_stream(response, TOKEN_BODY_BYTES, "401 answer")  # httpx reads it whole
-            self._store(self._parse((yield self._token_request())))
-            request.headers["Authorization"] = f"Bearer {self._token}"
+            cap_stream(response, TOKEN_BODY_BYTES, "401 answer")
+            response.read()  # and its connection back to the pool before waiting for the lock
+            with self._lock:
+                if self._token == token:  # not replaced by another thread meanwhile
+                    self._store(self._parse((yield self._token_request())))
+                token = self._token
+            request.headers["Authorization"] = f"Bearer {token}"
             yield request
 
     def _token_request(self) -> httpx.Request:

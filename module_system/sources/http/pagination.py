@@ -2,15 +2,18 @@
 
 The API source asks the paginator to set up the first request (:meth:`init_request`),
 then after each page calls :meth:`update_state` (read the next page's reference from the
-page) and, while :attr:`has_next_page`, :meth:`update_request`. Loop guards live here:
-cursor and URL paginators refuse a reference they have already followed, and numbered
-paginators notice a page that repeats the previous one (APIs that clamp the page number
-and serve their last page forever).
+page) and, while :attr:`has_next_page`, :meth:`update_request`. A numbered paginator that
+has read a total also names every page still to come (``remaining_values``), so the
+source may request those pages ahead of need. Loop guards live here: cursor and URL
+paginators refuse a reference they have already followed, and numbered paginators notice
+a page that repeats the previous one (APIs that clamp the page number and serve their
+last page forever).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,7 +90,8 @@ class NumberedPaginator(BasePaginator):
     ) -> None:
         super().__init__(stop_on_empty_page)
         self.param, self.start, self.step, self.total_path = param, start, step, total_path
-        self.value = start
+        self.value = start  # of the next page to request
+        self.total: float | None = None  # at total_path in the last page, when a number
         self._previous: bytes | None = None
 
     def init_request(self, request: PageRequest) -> None:
@@ -104,12 +108,21 @@ class NumberedPaginator(BasePaginator):
         if self.total_path is None:
             return
         total = json_path.lookup(page.data, self.total_path)
-        if isinstance(total, int | float) and self._reached(total):
+        self.total = total if isinstance(total, int | float) else None
+        if self.total is not None and self.value >= self._end(self.total):
             self.has_next_page = False
 
-    def _reached(self, total: float) -> bool:
-        """Page numbers: ``total`` counts pages."""
-        return self.value - self.start >= total * self.step
+    def _end(self, total: float) -> int:
+        """The first value past the last page. Page numbers: ``total`` counts pages."""
+        return self.start + math.ceil(total * self.step)
+
+    def remaining_values(self) -> range | None:
+        """The parameter values of the pages still to request, :attr:`value` (the next
+        page's) first, as the total in the last page read says; None while no total is
+        known (no ``total_path``, or the last page had no number there)."""
+        if self.total is None:
+            return None
+        return range(self.value, self._end(self.total), self.step)
 
     def update_request(self, request: PageRequest) -> None:
         request.params[self.param] = self.value
@@ -127,9 +140,9 @@ class OffsetPaginator(NumberedPaginator):
         request.params[self.limit_param] = self.limit
         super().init_request(request)
 
-    def _reached(self, total: float) -> bool:
+    def _end(self, total: float) -> int:
         """Offsets: ``total`` counts records."""
-        return self.value >= total
+        return math.ceil(total)
 
 
 class _ReferencePaginator(BasePaginator):
