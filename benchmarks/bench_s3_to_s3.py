@@ -97,6 +97,8 @@ def ours(
     tmp: Path,
     env: dict[str, str],
     copy: bool = True,
+    direct: bool = True,
+    copy_min_mb: float = 1.0,
 ) -> Measure:
     import yaml
 
@@ -104,7 +106,8 @@ def ours(
     schema.write_text(json.dumps(SCHEMA))
     registry = {
         "landing": {"bucket": dest_bucket, "endpoint_url": server.url,
-                    "server_side_copy": copy},
+                    "server_side_copy": copy, "server_side_copy_min_mb": copy_min_mb,
+                    "prefix": f"copy-{copy}-{copy_min_mb}-direct-{direct}"},
         "services": {"bench": {
             "type": "s3",
             "source": {"bucket": "bench-src", "prefix": prefix, "endpoint_url": server.url,
@@ -117,11 +120,11 @@ def ours(
     (tmp / "jobs.json").write_text(
         json.dumps({"jobs": [{"job_id": "bench", "service_id": "bench"}]})
     )
-    state = tmp / f"state-{prefix.strip('/')}-{copy}.db"
+    state = tmp / f"state-{prefix.strip('/')}-{copy}-{copy_min_mb}-{direct}.db"
     command = [sys.executable, "-m", "module_system", "run", "--batch-file", str(tmp / "jobs.json"),
                "--registry", str(tmp / "registry.yaml"), "--state-url", f"sqlite:///{state}",
                "--monitor-duration", "0", "--log-dir", str(tmp / "logs")]  # fmt: skip
-    return run_child(command, env)
+    return run_child(command, {**env, "MODULE_SYSTEM_S3_DIRECT": "1" if direct else "0"})
 
 
 def rclone(
@@ -182,8 +185,16 @@ def main() -> None:
 
 def contenders(server: MotoServer, prefix: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
     return {
-        "module-system (server-side copy)": ours(server, prefix, "bench-ours", tmp, env),
-        "module-system (upload)": ours(server, prefix, "bench-ours", tmp, env, copy=False),
+        # Defaults: a file under 1 MB is uploaded (one request, like a copy), bigger ones copied.
+        "module-system (defaults)": ours(server, prefix, "bench-ours", tmp, env),
+        "module-system (copy every file)": ours(
+            server, prefix, "bench-ours", tmp, env, copy_min_mb=0
+        ),
+        "module-system (upload every file)": ours(
+            server, prefix, "bench-ours", tmp, env, copy=False
+        ),
+        # Before the direct path (module_system/aws_direct.py): every request through botocore.
+        "  defaults, botocore only": ours(server, prefix, "bench-ours", tmp, env, direct=False),
         "rclone copy (default)": rclone(server, prefix, "bench-rclone", env),
         "rclone copy --disable Copy": rclone(server, prefix, "bench-rclone", env, copy=False),
     }

@@ -8,6 +8,8 @@ import hashlib
 import json
 from typing import Any
 
+import pytest
+
 from module_system.demo.servers import MotoServer
 from module_system.results import JobStatus
 from tests.faulty_proxy import faulty_proxy
@@ -15,6 +17,12 @@ from tests.helpers import RunJobs, read_json
 from tests.s3_helpers import s3_service
 
 ROOT = "data/s3/svc/"
+
+
+@pytest.fixture
+def landing(landing: dict[str, Any]) -> dict[str, Any]:
+    """Every file copied, however small (by default small new files are uploaded)."""
+    return {**landing, "server_side_copy_min_mb": 0}
 
 
 def put(s3: Any, bucket: str, name: str, document: dict[str, Any]) -> bytes:
@@ -100,3 +108,25 @@ def test_connections_differing_only_in_their_secret_key_get_their_own_client() -
 
     assert shared_client(conn("one")) is shared_client(conn("one"))
     assert shared_client(conn("one")) is not shared_client(conn("two"))
+
+
+def test_small_new_files_are_uploaded_and_replacements_copied(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
+) -> None:  # fmt: skip
+    """With the default ``server_side_copy_min_mb`` (1 MB): a small new file is uploaded (one
+    request either way); once it changes, the new version replaces it by a checked copy
+    rather than through a staging upload."""
+    put(s3, source_bucket, "a.json", {"id": 1, "day": "2026-05-05"})
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    default = {**landing, "server_side_copy_min_mb": 1}
+    run_jobs(services, [("j1", "svc")], landing=default)
+    changed = put(s3, source_bucket, "a.json", {"id": 2, "day": "2026-05-06"})
+    run_jobs(services, [("j2", "svc")], landing=default)
+
+    first = read_json(s3, landing_bucket, ROOT + "_manifests/j1.json")["files"][0]
+    second = read_json(s3, landing_bucket, ROOT + "_manifests/j2.json")["files"][0]
+    assert (first["transfer"], second["transfer"]) == ("upload", "copy")
+    body, head = stored(s3, landing_bucket, ROOT + "validated/a.json")
+    assert body == changed
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(changed).digest()).decode()

@@ -65,7 +65,8 @@ def test_direct_requests_land_exactly_what_botocore_lands(
         monkeypatch.setenv("MODULE_SYSTEM_S3_DIRECT", direct)
         with faulty_proxy(s3_server.url, lambda method, path, n: None) as proxy:
             proxied = {**landing, "endpoint_url": proxy.url, "prefix": f"run{direct}",
-                       "server_side_copy": server_side_copy}  # fmt: skip
+                       "server_side_copy": server_side_copy,
+                       "server_side_copy_min_mb": 0}  # fmt: skip
             services = {"svc": s3_service(proxy.url, source_bucket)}
             job = run_jobs(services, [(f"j{direct}", "svc")], landing=proxied,
                            state_url=f"sqlite:///{tmp_path / direct}.db").jobs[0]  # fmt: skip

@@ -77,6 +77,12 @@ class LandingConfig(S3Connection):
         description="land files from an S3 source on the same endpoint by server-side copy "
         "of the validated version (falls back to an upload when refused)",
     )
+    server_side_copy_min_mb: float = Field(
+        1.0,
+        ge=0,
+        description="smaller new files are uploaded, not copied: one request either way, and "
+        "the bytes are in hand (a changed file is always copied: it saves the staging step)",
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @field_validator("prefix")

@@ -85,15 +85,20 @@ class S3Lander:
             self._delete_quietly(staging_key)
         return UploadResult(key, digest.size, digest.sha256_hex)
 
-    def same_endpoint(self, endpoint_url: str | None, region: str | None) -> bool:
-        """Whether objects at ``endpoint_url`` can be copied into the landing bucket by the
-        server itself (rclone's default between buckets of one endpoint)."""
-        if self._copy_refused or not self.landing.server_side_copy:
+    def copies(self, source: CopySource, size: int, replacing: bool) -> bool:
+        """Whether to land ``size`` bytes from ``source`` by server-side copy (rclone's
+        default between buckets of one endpoint). A small new file is uploaded instead: the
+        upload is one request too, and on S3 servers a copy costs more than a small PUT; a
+        replacement is copied all the same, since the upload would need a staging copy."""
+        landing = self.landing
+        if self._copy_refused or not landing.server_side_copy:
             return False
-        mine = (self.landing.endpoint_url or "").rstrip("/")
-        if mine != (endpoint_url or "").rstrip("/"):
+        if not replacing and size < landing.server_side_copy_min_mb * MB:
             return False
-        return bool(mine) or (region or None) == (self.landing.region or None)
+        mine = (landing.endpoint_url or "").rstrip("/")
+        if mine != (source.endpoint_url or "").rstrip("/"):
+            return False
+        return bool(mine) or (source.region or None) == (landing.region or None)
 
     def copy_in(
         self, source: CopySource, key: str, digest: FileDigest, metadata: dict[str, str]

@@ -302,14 +302,14 @@ class FileLander:
         if not verdict.valid:  # the reason first: a quarantined file is never without one
             report = {"source_uri": item.uri, "landing_key": key, **verdict.as_dict()}
             retrier.call(lambda: self.lander.put_json(key + ERROR_SUFFIX, report), f"upload {key}")
-        if copy is not None and self.lander.same_endpoint(copy.endpoint_url, copy.region):
+        # An object may be at the key already (a changed file, a full refresh): replace it
+        # only with proven bytes, by a checked copy or through a staging key.
+        replacing = prior is not None or self.ctx.full_refresh
+        if copy is not None and self.lander.copies(copy, digest.size, replacing):
             copied = retrier.call(lambda: self.lander.copy_in(copy, key, digest, metadata),
                                   f"copy {key}")  # fmt: skip
             if copied:
                 return "copy"
-        # An object may be at the key already (a changed file, a full refresh): replace it
-        # only with proven bytes, through a staging key.
-        replacing = prior is not None or self.ctx.full_refresh
         staging = (
             self.ctx.layout.staging_key(self.ctx.job_id, next(self._staged)) if replacing else None
         )
