@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -185,3 +186,22 @@ def test_ndjson_batches_report_exact_lines_with_and_without_refs(tmp_path: Path)
         verdict = make_validator(schema).validate(path, "big.ndjson")
         assert verdict.records == 2499 and verdict.error_count == 1
         assert verdict.issues[0].location == "line 1501: $.n"
+
+
+def test_listed_items_are_looked_up_in_batches_that_end_early_on_a_slow_listing() -> None:
+    """Up to ``size`` items a batch, but a batch the listing takes ``wait`` seconds to fill
+    is handed on at once (a fake clock: the listing's items arrive at the times given)."""
+    from module_system.pipeline.files import timed_batches
+
+    arrivals = [0.0, 0.0, 0.0, 0.0, 0.01, 0.02, 0.5, 0.5, 0.51, 1.2, 1.2]
+    now = [0.0]
+
+    def listing() -> Iterator[int]:
+        for n, at in enumerate(arrivals):
+            now[0] = at
+            yield n
+
+    batches = list(timed_batches(listing(), size=4, wait=0.1, clock=lambda: now[0]))
+    # 0-3 fill a batch; 4 and 5 come quickly, 6 late (0.5 s): it ends their batch; so 9
+    # (1.2 s) ends the batch of 7 and 8; 10 is the listing's last.
+    assert batches == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9], [10]]

@@ -12,10 +12,11 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from module_system.aws import CopySource
 from module_system.errors import (
@@ -47,7 +48,11 @@ log = logging.getLogger("module_system.pipeline")
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10}){1,2}$")
 # New files at least this big are hashed and validated at once, on two cores.
 PARALLEL_CHECK_BYTES = 16 * 1024 * 1024
+T = TypeVar("T")
 LOOKUP_BATCH = 500  # listed items whose prior state is looked up in one query
+# A batch is looked up early once the listing has taken this long to fill it: items of a
+# slow listing (API pages, a crawl) go to work at once instead of waiting for 499 more.
+LOOKUP_WAIT = 0.02
 SUPERSEDES = "supersedes a valid version"
 
 
@@ -103,7 +108,7 @@ class FileLander:
         """The listing, with what was landed before for each item, looked up in batches:
         memory stays bounded whatever the number of items the service has."""
         numbered = enumerate(self.source.list_items())
-        while batch := list(itertools.islice(numbered, LOOKUP_BATCH)):
+        for batch in timed_batches(numbered, LOOKUP_BATCH, LOOKUP_WAIT):
             known = self._landed_before({item.key for _, item in batch})
             for number, item in batch:
                 yield number, item, self._usable(known.get(item.key))
@@ -358,6 +363,22 @@ class FileLander:
         modified = item.modified.isoformat() if item.modified else None
         return ManifestEntry(key=item.key, source_uri=item.uri, outcome=outcome,
                              version=item.version, modified=modified, **fields)  # fmt: skip
+
+
+def timed_batches(
+    items: Iterable[T], size: int, wait: float, clock: Callable[[], float] = time.monotonic
+) -> Iterator[list[T]]:
+    """``items`` in lists of up to ``size``; a list ends early once ``wait`` seconds have
+    passed since it was begun (checked as each item arrives)."""
+    batch: list[T] = []
+    started = clock()
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size or clock() - started >= wait:
+            yield batch
+            batch, started = [], clock()
+    if batch:
+        yield batch
 
 
 def _unchanged_by_version(item: RemoteItem, prior: FileRecord | None) -> bool:
