@@ -57,3 +57,25 @@ def test_active_mode(ftp_server: Callable[..., FtpServer], run_job: RunJob) -> N
 
 def test_gzip_archive_is_validated(ftp_root: Path) -> None:
     assert gzip.decompress((ftp_root / "outgoing" / "archive.csv.gz").read_bytes()) == GOOD_CSV
+
+
+@pytest.mark.parametrize("kind", ["plain", "nomlsd", "dos"])
+def test_files_are_read_in_binary_with_type_i_sent_only_after_a_listing(
+    kind: str, ftp_server: Callable[..., FtpServer], run_job: RunJob
+) -> None:
+    """Every RETR runs in binary mode, but TYPE I is not repeated before each file: only at
+    login and after a listing (MLSD and LIST switch to ASCII). One connection, so the
+    commands are one session's, in order."""
+    server = ftp_server(kind)
+    job = run_job(ftp_service(server.port, max_connections=1))
+    assert job.status is JobStatus.COMPLETED, job.error
+    commands = [c for c in server.state["commands"] if c.split()[0] in ("TYPE", "RETR")]
+    retrs = [c for c in commands if c.startswith("RETR")]
+    assert len(retrs) >= 3
+    mode = None
+    for command in commands:
+        if command.startswith("TYPE"):
+            mode = command
+        else:
+            assert mode == "TYPE I", (command, commands)
+    assert commands.count("TYPE I") < len(retrs)

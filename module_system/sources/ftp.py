@@ -99,6 +99,7 @@ class _Session:
     ftp: ftplib.FTP
     features: set[str] = field(default_factory=set)
     cwd: str | None = None
+    binary: bool = True  # TYPE I is set at login; a listing (MLSD, LIST) switches to ASCII
 
     @property
     def mlsd(self) -> bool:
@@ -106,6 +107,12 @@ class _Session:
 
     def supports(self, feature: str) -> bool:
         return feature in self.features
+
+    def binary_mode(self) -> None:
+        """``TYPE I`` unless already set: one round trip less per file downloaded."""
+        if not self.binary:
+            self.ftp.voidcmd("TYPE I")
+            self.binary = True
 
     def enter(self, folder: str) -> None:
         if self.cwd != folder:
@@ -212,7 +219,7 @@ class FtpSource(FileServerSource[_Session]):
         """``RETR`` (after ``REST offset``) as ``ftplib.FTP.retrbinary`` sends it, read
         through the data connection instead of a callback."""
         ftp = conn.ftp
-        ftp.voidcmd("TYPE I")
+        conn.binary_mode()
         try:
             data = ftp.transfercmd(f"RETR {path}", offset or None)
         except ftplib.error_perm as exc:
@@ -310,6 +317,7 @@ def _features(ftp: ftplib.FTP) -> set[str]:
 
 
 def _mlsd(session: _Session) -> list[ListingEntry]:
+    session.binary = False  # ftplib sends TYPE A first
     return [parse_mlsd_facts(name, facts) for name, facts in session.ftp.mlsd()]
 
 
@@ -324,8 +332,9 @@ def _list(session: _Session, context: SourceContext) -> list[ListingEntry]:
         elif entry.kind is not EntryKind.OTHER:
             entries.append(entry)
 
+    session.binary = False  # ftplib sends TYPE A first
     session.ftp.retrlines("LIST", take)
-    session.ftp.voidcmd("TYPE I")  # retrlines switched to ASCII, where SIZE is refused
+    session.binary_mode()  # where SIZE is refused in ASCII
     return entries
 
 
