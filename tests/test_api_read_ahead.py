@@ -315,11 +315,12 @@ def test_a_terminal_error_fails_the_job_as_without_read_ahead(
     assert serial.status == ahead.status == "failed"
     assert "HTTP 404" in serial.error and "page=9" in serial.error
     assert ahead.error == serial.error
-    assert ahead.counts == serial.counts
-    landed = [
-        {k.rsplit("/", 1)[1] for k in job.keys if "/responses/" in k} for job in jobs.values()
-    ]
-    assert landed[0] == landed[1]
+    # How many pages land before the failure depends on timing (a slow listing hands pages
+    # to the workers as they come); never one past the failed page, and each one counted.
+    for job in jobs.values():
+        landed = [page["details"]["page"] for page in job.pages]
+        assert landed == sorted(landed) and all(n < 9 for n in landed), landed
+        assert job.result.counts.uploaded == len(landed)
 
 
 def test_max_pages_is_never_read_past(

@@ -17,7 +17,7 @@ origins allowed to receive them, and reads bodies up to ``max_response_bytes``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -61,13 +61,15 @@ def status_error(status: int, message: str, retry_after: float | None = None) ->
 
 
 @contextmanager
-def translate_errors(where: str) -> Iterator[None]:
-    """Turn httpx exceptions into this package's errors (see the module docstring)."""
+def translate_errors(where: str | Callable[[], str]) -> Iterator[None]:
+    """Turn httpx exceptions into this package's errors (see the module docstring);
+    ``where`` (or what it returns) names the request in their messages."""
     try:
         yield
     except httpx.HTTPError as exc:
         transient, reason = _classify(exc)
-        message = f"{where}: {type(exc).__name__}: {redact(str(exc))}"
+        place = where if isinstance(where, str) else where()
+        message = f"{place}: {type(exc).__name__}: {redact(str(exc))}"
         if transient:
             raise TransientError(message, reason=reason) from exc
         raise TerminalError(message, reason=reason) from exc
@@ -112,18 +114,24 @@ class ResponseTooLarge(TerminalError):
     default_reason = "too_large"
 
 
-def read_capped(response: httpx.Response, limit: int, where: str, key: str) -> bytes:
+def read_capped(
+    response: httpx.Response, limit: int, where: str | Callable[[], str], key: str
+) -> bytes:
     """The (decoded) body of a streamed response, or :class:`ResponseTooLarge` as soon as
     it passes ``limit`` bytes (``key``: the setting that raises the limit)."""
+
+    def too_large() -> str:
+        place = where if isinstance(where, str) else where()
+        return f"{place}: the response is larger than {key} ({limit} bytes)"
+
     declared = response.headers.get("content-length", "")
-    too_large = f"{where}: the response is larger than {key} ({limit} bytes)"
     if declared.isdigit() and int(declared) > limit:
-        raise ResponseTooLarge(f"{too_large}: Content-Length {declared}")
+        raise ResponseTooLarge(f"{too_large()}: Content-Length {declared}")
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > limit:
-            raise ResponseTooLarge(too_large)
+            raise ResponseTooLarge(too_large())
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -150,16 +158,6 @@ def cap_stream(response: httpx.Response, limit: int, where: str) -> None:
     itself, inside an auth flow)."""
     message = f"{where}: the response is larger than {limit} bytes"
     response.stream = _CappedStream(response.stream, limit, message)
-
-
-def _with_body(raw: httpx.Response, body: bytes) -> httpx.Response:
-    """A complete response carrying ``body`` (already decoded) in place of the stream."""
-    dropped = ("content-encoding", "content-length", "transfer-encoding")
-    headers = [(k, v) for k, v in raw.headers.multi_items() if k.lower() not in dropped]
-    return httpx.Response(
-        raw.status_code, headers=headers, content=body, request=raw.request,
-        extensions={k: v for k, v in raw.extensions.items() if k != "network_stream"},
-    )  # fmt: skip
 
 
 # --- the API source's sender -----------------------------------------------------------
@@ -219,20 +217,27 @@ class ApiClient:
         raise TerminalError(f"{where}: more than {MAX_REDIRECTS} redirects", reason="redirects")
 
     def _send_once(self, request: httpx.Request) -> httpx.Response:
-        where = f"{request.method} {mask_url(str(request.url))}"  # before auth adds a key
+        method, url = request.method, request.url  # before auth adds a key to the URL
+
+        def where() -> str:  # masked only when a message needs it: most responses are fine
+            return f"{method} {mask_url(str(url))}"
+
         self.bucket.acquire(self.cancel, self.deadline)
-        auth = self.auth if self.policy.gets_credentials(request.url) else None
+        auth = self.auth if self.policy.gets_credentials(url) else None
         with translate_errors(where):
             raw = self.client.send(request, auth=auth, stream=True)
             try:
                 if raw.is_redirect:
                     return raw
                 if raw.status_code >= 400:
-                    raise self._status_error(raw, where)
+                    raise self._status_error(raw, where())
                 body = read_capped(raw, self.max_bytes, where, "max_response_bytes")
             finally:
                 raw.close()
-        return _with_body(raw, body)
+        # The body as ``read()`` would have left it (decoded), without building a second
+        # response: httpx keeps a read body in ``_content``.
+        raw._content = body
+        return raw
 
     def _status_error(self, raw: httpx.Response, where: str) -> ModuleSystemError:
         status = raw.status_code

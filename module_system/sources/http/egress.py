@@ -18,6 +18,7 @@ Credentials (auth, api keys, custom headers, cookies) are scoped separately: the
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable
@@ -69,9 +70,14 @@ def origin_of(url: str | httpx.URL) -> str:
     """``scheme://host[:port]`` as httpx will connect to it: lower case, IDNA-encoded host,
     default port dropped (``HTTP://Example.com:80/x`` gives ``http://example.com``)."""
     parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
-    host = parsed.raw_host.decode("ascii").lower()
+    return _origin(parsed.scheme, parsed.raw_host, parsed.port)
+
+
+@functools.lru_cache(maxsize=256)  # every request asks, two or three times, of few origins
+def _origin(scheme: str, raw_host: bytes, port: int | None) -> str:
+    host = raw_host.decode("ascii").lower()
     host = f"[{host}]" if ":" in host else host
-    scheme, port = parsed.scheme.lower(), parsed.port
+    scheme = scheme.lower()
     port = None if port == DEFAULT_PORTS.get(scheme) else port
     return f"{scheme}://{host}" + (f":{port}" if port else "")
 
