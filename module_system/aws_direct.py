@@ -1,19 +1,23 @@
-"""The three calls a small file makes (GetObject, PutObject, CopyObject) as one signed request
-each, without botocore's per-call machinery.
+"""The single-request calls of a file (GetObject, a one-part PutObject, CopyObject) as one
+signed request each, without botocore's per-call machinery.
 
 Why: on a small file botocore's work around a request (serialising parameters, resolving
 the endpoint, about twenty event handlers, header dictionaries, parsing the response) costs
-about 0.8 ms of CPU, twice what sending the request costs; a file makes two such calls. The
-request here is the same one botocore would send: the URL of the bucket is taken from a
-ListObjectsV2 request botocore made (every job lists its source and landing buckets first),
+about 0.8 ms of CPU, twice what sending the request costs; a file makes two such calls.
+The request carries what botocore's would: the URL of the bucket is taken from a
+ListObjectsV2 request botocore made (every job lists its source and landing buckets first);
 it is signed by botocore's own SigV4 signer with the client's credentials (refreshed as
-botocore refreshes them), and sent through the client's own HTTP session (its connection
-pool, proxies, CA bundle and timeouts).
+botocore refreshes them) and sent through the client's own HTTP session (its connection
+pool, proxies, CA bundle and timeouts). A GET asks for the object's checksum and checks
+the body against it as botocore does; a PUT sends the SHA-256 already computed, which S3
+checks and the signature covers.
 
-Only success is handled here. Any other answer, or any exception, and the call is made
-again through botocore, so errors, redirects, retries and error messages are exactly
-botocore's. A bucket whose URL is not known yet (or is an access point or S3 Express
-bucket) always goes through botocore. ``MODULE_SYSTEM_S3_DIRECT=0`` turns this off.
+Only success is handled here. An error status, or an exception before the answer, and the
+call is made again through botocore, so errors, redirects, retries and error messages are
+botocore's. An error in the middle of a body (a short read, a checksum mismatch) is raised
+like botocore's own, for our retries. A bucket whose URL is not known yet (or an access
+point or S3 Express bucket) goes through botocore. ``MODULE_SYSTEM_S3_DIRECT=0`` turns all
+this off.
 """
 
 from __future__ import annotations
@@ -27,13 +31,19 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import botocore
+import botocore.httpchecksum
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.httpchecksum import StreamingChecksumBody
 from botocore.response import StreamingBody
 
 from module_system._version import __version__
 
 USER_AGENT = f"module-system/{__version__} botocore/{botocore.__version__} (direct)"
+# botocore's own tables of the checksums it checks a response against, in its order of
+# preference, so a body is checked here exactly when botocore would check it.
+_ALGORITHMS: list[str] = botocore.httpchecksum._ALGORITHMS_PRIORITY_LIST  # type: ignore[attr-defined]
+_CHECKSUM_CLS: dict[str, Any] = botocore.httpchecksum._CHECKSUM_CLS  # type: ignore[attr-defined]
 _CHECKSUM = re.compile(rb"<ChecksumSHA256>([^<]+)</ChecksumSHA256>")
 _ETAG = re.compile(rb"<ETag>([^<]+)</ETag>")
 
@@ -46,6 +56,15 @@ def enabled() -> bool:
 class _Bucket:
     url: str  # "http://host:9000/bucket" (path style) or "https://bucket.s3.region.amazonaws.com"
     region: str
+
+
+class _KnownPayloadSigner(S3SigV4Auth):
+    """SigV4 for S3 that takes a PUT body's SHA-256 from the request's context, where the
+    caller put the hash it already has, instead of reading the whole body again."""
+
+    def payload(self, request: AWSRequest) -> str:
+        known: str | None = request.context.get("payload_sha256")
+        return known or str(super().payload(request))
 
 
 class Fallback(Exception):
@@ -90,6 +109,7 @@ class DirectS3:
         headers: Mapping[str, str],
         body: bytes | IO[bytes] | None = None,
         stream: bool = False,
+        payload_sha256: str | None = None,
     ) -> AWSResponse:
         where = self._buckets.get(bucket)
         if where is None:
@@ -98,8 +118,9 @@ class DirectS3:
             method, f"{where.url}/{quote(key, safe='/~')}", headers=dict(headers), data=body
         )
         request.headers["User-Agent"] = USER_AGENT
+        request.context["payload_sha256"] = payload_sha256
         credentials = self._credentials.get_frozen_credentials()
-        S3SigV4Auth(credentials, "s3", where.region).add_auth(request)
+        _KnownPayloadSigner(credentials, "s3", where.region).add_auth(request)
         prepared = request.prepare()
         prepared.stream_output = stream
         try:
@@ -107,7 +128,7 @@ class DirectS3:
         except Exception as exc:  # botocore's retries and messages apply: make the call there
             raise Fallback(str(exc)) from exc
         if not 200 <= response.status_code < 300:
-            if response.status_code in (301, 307, 400):  # e.g. moved region: learn anew
+            if response.status_code in (301, 307):  # moved (another region): learn anew
                 self._forget(bucket)
             if stream:  # read the error body off the connection before it is reused
                 response.raw.drain_conn()
@@ -116,14 +137,14 @@ class DirectS3:
 
     def get_to(self, bucket: str, key: str, out: IO[bytes], chunk: int) -> str:
         """Write the object's body to ``out``; return its ETag (without quotes)."""
-        response = self._send("GET", bucket, key, {}, stream=True)
+        response = self._send("GET", bucket, key, {"x-amz-checksum-mode": "ENABLED"}, stream=True)
         length = response.headers.get("content-length", "")
         if not length.isdigit():  # a length is what proves the body complete
             response.raw.drain_conn()
             raise Fallback("no Content-Length")
-        body = StreamingBody(response.raw, int(length))
+        body = _checked_body(response, int(length))
         try:
-            for piece in body.iter_chunks(chunk):  # raises on a short body
+            for piece in body.iter_chunks(chunk):  # raises on a short body or a bad checksum
                 out.write(piece)
         except BaseException:
             response.raw.close()  # cut off mid-body: the connection cannot be reused
@@ -141,10 +162,9 @@ class DirectS3:
         response = self._send("PUT", bucket, key, {
             **headers,
             "Content-Length": str(size),
-            "X-Amz-Content-SHA256": sha256_hex,  # known already: the signer needs not hash
             "x-amz-sdk-checksum-algorithm": "SHA256",
             "x-amz-checksum-sha256": sha256_b64,
-        }, body)  # fmt: skip
+        }, body, payload_sha256=sha256_hex)  # fmt: skip
         return response.headers.get("x-amz-checksum-sha256")
 
     def copy(
@@ -165,6 +185,18 @@ class DirectS3:
             raise Fallback("no CopyObjectResult in the answer")
         found = _CHECKSUM.search(content)
         return found.group(1).decode() if found else None
+
+
+def _checked_body(response: AWSResponse, length: int) -> StreamingBody:
+    """The body, checked against the object's full checksum when S3 sent one that can be
+    computed here: botocore's own rule (``response_checksum_validation``), and its classes."""
+    for algorithm in _ALGORITHMS:
+        expected = response.headers.get(f"x-amz-checksum-{algorithm}")
+        # "<b64>-<parts>" is a checksum of part checksums: not one of the whole body
+        if expected and "-" not in expected and algorithm in _CHECKSUM_CLS:
+            checksum = _CHECKSUM_CLS[algorithm]()
+            return StreamingChecksumBody(response.raw, length, checksum, expected)
+    return StreamingBody(response.raw, length)
 
 
 def object_headers(metadata: Mapping[str, str], content_type: str) -> dict[str, str]:

@@ -4,6 +4,8 @@ anything but success back to botocore."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,55 @@ def test_anything_but_success_is_made_again_through_botocore(
         body = s3.get_object(Bucket=landing_bucket, Key=f"data/s3/svc/validated/{name}")
         source = s3.get_object(Bucket=source_bucket, Key=f"in/{name}")
         assert body["Body"].read() == source["Body"].read()
+
+
+def test_a_download_that_does_not_match_its_checksum_is_fetched_again(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
+) -> None:  # fmt: skip
+    """As botocore does, the direct GET asks for the object's checksum and checks the body
+    against it: a mismatch (here the proxy reports a wrong SHA-256 once per object) is a
+    transient error, retried, and the right bytes land."""
+    bodies = {}
+    for n in range(3):
+        bodies[n] = json.dumps({"id": n, "day": "2026-05-05"}).encode()
+        s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json", Body=bodies[n],
+                      ChecksumAlgorithm="SHA256")  # fmt: skip
+    corrupted: set[str] = set()
+
+    def first_get_reports_a_wrong_checksum(method: str, path: str, n: int) -> str | None:
+        if method != "GET" or "/in/" not in path or path in corrupted:
+            return None
+        corrupted.add(path)
+        return "bad_checksum"
+
+    with faulty_proxy(s3_server.url, first_get_reports_a_wrong_checksum) as proxy:
+        proxied = {**landing, "endpoint_url": proxy.url}
+        job = run_jobs({"svc": s3_service(proxy.url, source_bucket)}, [("j", "svc")],
+                       landing=proxied).jobs[0]  # fmt: skip
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.retries == {"checksum_mismatch": 3}
+    gets = [agent for method, path, agent in proxy.seen if method == "GET" and "/in/" in path]
+    assert len(gets) == 6 and all(agent.endswith(DIRECT) for agent in gets)
+    for n, body in bodies.items():
+        landed = s3.get_object(Bucket=landing_bucket, Key=f"data/s3/svc/validated/{n}.json")
+        assert landed["Body"].read() == body
+
+
+def test_a_put_is_signed_with_the_hash_already_known_without_reading_the_body() -> None:
+    """The signer takes the SHA-256 the lander computed instead of hashing the body again."""
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from module_system.aws_direct import _KnownPayloadSigner
+
+    class Unreadable(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise AssertionError("the body was read to sign it")
+
+    request = AWSRequest("PUT", "http://127.0.0.1:9/bucket/key", data=Unreadable(b"abc"))
+    known = hashlib.sha256(b"abc").hexdigest()
+    request.context["payload_sha256"] = known
+    _KnownPayloadSigner(Credentials("id", "secret"), "s3", "us-east-1").add_auth(request)
+    assert request.headers["X-Amz-Content-SHA256"] == known
+    assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=id/")

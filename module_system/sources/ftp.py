@@ -341,6 +341,7 @@ def _list(session: _Session, context: SourceContext) -> list[ListingEntry]:
 def _resolve_link(session: _Session, path: str, entry: ListingEntry) -> ListingEntry:
     """A link to a file becomes a file with the target's size; links to folders are not
     followed (they could loop)."""
+    session.binary_mode()  # after MLSD the session is in ASCII, where SIZE may be refused
     try:
         size = session.ftp.size(path)
     except ftplib.error_perm:
