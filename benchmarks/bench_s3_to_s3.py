@@ -7,8 +7,12 @@ validation on, and prints files/s, MB/s, client CPU ms per file and peak RSS. Wh
 wall times is printed.
 
     .venv/bin/python benchmarks/bench_s3_to_s3.py [--files 1000] [--large-mb 1024]
+        [--rounds 5] [--large-rounds 1]
 
 Each side runs as a child process so its CPU time and peak RSS are its own (os.wait4).
+Each round runs every contender once, in an order rotated from round to round, into fresh
+landing prefixes and state; medians are printed, and ratios are medians of the per-round
+ratios (on a shared two-core machine one run is not enough).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +105,7 @@ def ours(
     copy: bool = True,
     direct: bool = True,
     copy_min_mb: float = 1.0,
+    tag: str = "",
 ) -> Measure:
     import yaml
 
@@ -107,7 +114,7 @@ def ours(
     registry = {
         "landing": {"bucket": dest_bucket, "endpoint_url": server.url,
                     "server_side_copy": copy, "server_side_copy_min_mb": copy_min_mb,
-                    "prefix": f"copy-{copy}-{copy_min_mb}-direct-{direct}"},
+                    "prefix": f"copy-{copy}-{copy_min_mb}-direct-{direct}{tag}"},
         "services": {"bench": {
             "type": "s3",
             "source": {"bucket": "bench-src", "prefix": prefix, "endpoint_url": server.url,
@@ -120,7 +127,7 @@ def ours(
     (tmp / "jobs.json").write_text(
         json.dumps({"jobs": [{"job_id": "bench", "service_id": "bench"}]})
     )
-    state = tmp / f"state-{prefix.strip('/')}-{copy}-{copy_min_mb}-{direct}.db"
+    state = tmp / f"state-{prefix.strip('/')}-{copy}-{copy_min_mb}-{direct}{tag}.db"
     command = [sys.executable, "-m", "module_system", "run", "--batch-file", str(tmp / "jobs.json"),
                "--registry", str(tmp / "registry.yaml"), "--state-url", f"sqlite:///{state}",
                "--monitor-duration", "0", "--log-dir", str(tmp / "logs")]  # fmt: skip
@@ -128,7 +135,12 @@ def ours(
 
 
 def rclone(
-    server: MotoServer, prefix: str, dest_bucket: str, env: dict[str, str], copy: bool = True
+    server: MotoServer,
+    prefix: str,
+    dest_bucket: str,
+    env: dict[str, str],
+    copy: bool = True,
+    tag: str = "",
 ) -> Measure | None:
     binary = shutil.which("rclone")
     if not binary:
@@ -139,7 +151,7 @@ def rclone(
     # By default rclone copies server-side between buckets of one endpoint; with
     # --disable Copy it moves the bytes through the client.
     source = f"{remote}bench-src/{prefix}"
-    target = f"{remote}{dest_bucket}/rclone-{copy}/{prefix}"
+    target = f"{remote}{dest_bucket}/rclone-{copy}{tag}/{prefix}"
     command = [binary, "copy", source, target, "--transfers", "16", "--checkers", "16",
                "--config", "/dev/null", *([] if copy else ["--disable", "Copy"])]  # fmt: skip
     # rclone's S3 client rejects a custom CA bundle on plain-HTTP endpoints; none is needed.
@@ -147,25 +159,35 @@ def rclone(
     return run_child(command, env)
 
 
-def report(name: str, files: int, nbytes: int, rows: dict[str, Measure | None]) -> None:
-    """One line per contender; ratios are wall time against rclone's default."""
+def report(name: str, files: int, nbytes: int, rounds: list[dict[str, Measure | None]]) -> None:
+    """One line per contender: medians over the rounds; the ratio is the median of the
+    per-round ratios of wall times against rclone's default."""
     mb = nbytes / 1024 / 1024
-    print(f"\n== {name}: {files} file(s), {mb:.1f} MB")
-    baseline = rows.get("rclone copy (default)")
-    for label, m in rows.items():
-        if m is None:
+    print(f"\n== {name}: {files} file(s), {mb:.1f} MB; medians of {len(rounds)} round(s)")
+    for label in rounds[0]:
+        runs = [r[label] for r in rounds]
+        if any(m is None for m in runs):
             print(f"{label:<34} not installed (apt-get install rclone)")
             continue
-        ratio = f"  {m.wall / baseline.wall:5.2f}x rclone default" if baseline else ""
-        print(f"{label:<34}{m.wall:7.2f} s  {files / m.wall:8.1f} files/s  "
-              f"{mb / m.wall:7.1f} MB/s  CPU {1000 * m.cpu / files:8.2f} ms/file  "
-              f"peak RSS {m.max_rss_mb:6.0f} MB{ratio}")  # fmt: skip
+        measured = [m for m in runs if m is not None]
+        wall = statistics.median(m.wall for m in measured)
+        cpu = statistics.median(m.cpu for m in measured)
+        rss = max(m.max_rss_mb for m in measured)
+        ratio = ""
+        if all(r.get("rclone copy (default)") for r in rounds):
+            ratios = [r[label].wall / r["rclone copy (default)"].wall for r in rounds]  # type: ignore[union-attr]
+            ratio = f"  {statistics.median(ratios):5.2f}x rclone default"
+        print(f"{label:<34}{wall:7.2f} s  {files / wall:8.1f} files/s  "
+              f"{mb / wall:7.1f} MB/s  CPU {1000 * cpu / files:8.2f} ms/file  "
+              f"peak RSS {rss:6.0f} MB{ratio}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--large-mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the small files")
+    parser.add_argument("--large-rounds", type=int, default=1, help="rounds of the large file")
     args = parser.parse_args()
     env = {**os.environ, **DEMO_CREDENTIALS, "LOG_LEVEL": "WARNING"}
     os.environ.update(DEMO_CREDENTIALS)
@@ -176,27 +198,46 @@ def main() -> None:
             s3.create_bucket(Bucket=bucket)
         print(f"seeding {args.files} small files on {server.url} ...")
         nbytes = seed_small(s3, args.files)
-        report("small JSON files", args.files, nbytes, contenders(server, "small/", tmp, env))
+        rounds = run_rounds(server, "small/", tmp, env, args.rounds)
+        report("small JSON files", args.files, nbytes, rounds)
         if args.large_mb:
             print(f"seeding one {args.large_mb} MB NDJSON file ...")
             nbytes = seed_large(s3, args.large_mb, tmp)
-            report("one large NDJSON file", 1, nbytes, contenders(server, "large/", tmp, env))
+            rounds = run_rounds(server, "large/", tmp, env, args.large_rounds)
+            report("one large NDJSON file", 1, nbytes, rounds)
 
 
-def contenders(server: MotoServer, prefix: str, tmp: Path, env: dict[str, str]) -> dict[str, Any]:
+def run_rounds(
+    server: MotoServer, prefix: str, tmp: Path, env: dict[str, str], rounds: int
+) -> list[dict[str, Measure | None]]:
+    results = []
+    for number in range(rounds):
+        runs = contenders(server, prefix, tmp, env, f"-r{number}")
+        order = list(runs)
+        shift = number % len(order)
+        measured = {label: runs[label]() for label in order[shift:] + order[:shift]}
+        results.append({label: measured[label] for label in order})
+    return results
+
+
+def contenders(
+    server: MotoServer, prefix: str, tmp: Path, env: dict[str, str], tag: str
+) -> dict[str, Callable[[], Measure | None]]:
+    def mine(**options: Any) -> Callable[[], Measure]:
+        return lambda: ours(server, prefix, "bench-ours", tmp, env, tag=tag, **options)
+
+    def theirs(copy: bool) -> Callable[[], Measure | None]:
+        return lambda: rclone(server, prefix, "bench-rclone", env, copy=copy, tag=tag)
+
     return {
         # Defaults: a file under 1 MB is uploaded (one request, like a copy), bigger ones copied.
-        "module-system (defaults)": ours(server, prefix, "bench-ours", tmp, env),
-        "module-system (copy every file)": ours(
-            server, prefix, "bench-ours", tmp, env, copy_min_mb=0
-        ),
-        "module-system (upload every file)": ours(
-            server, prefix, "bench-ours", tmp, env, copy=False
-        ),
+        "module-system (defaults)": mine(),
+        "module-system (copy every file)": mine(copy_min_mb=0),
+        "module-system (upload every file)": mine(copy=False),
         # Before the direct path (module_system/aws_direct.py): every request through botocore.
-        "  defaults, botocore only": ours(server, prefix, "bench-ours", tmp, env, direct=False),
-        "rclone copy (default)": rclone(server, prefix, "bench-rclone", env),
-        "rclone copy --disable Copy": rclone(server, prefix, "bench-rclone", env, copy=False),
+        "  defaults, botocore only": mine(direct=False),
+        "rclone copy (default)": theirs(copy=True),
+        "rclone copy --disable Copy": theirs(copy=False),
     }
 
 
