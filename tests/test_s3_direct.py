@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 
 from module_system.aws_direct import USER_AGENT
 from module_system.demo.servers import MotoServer
-from module_system.results import JobStatus
-from tests.faulty_proxy import FaultyProxy, faulty_proxy
+from module_system.results import JobResult, JobStatus
+from tests.faulty_proxy import FaultRule, FaultyProxy, faulty_proxy
 from tests.helpers import RunJobs, read_json
 from tests.s3_helpers import s3_service
 
@@ -53,6 +54,31 @@ def object_requests(proxy: FaultyProxy) -> dict[str, list[str]]:
         if "?" not in path and method in ("GET", "PUT"):
             found["direct" if agent.endswith(DIRECT) else "botocore"].append(f"{method} {path}")
     return found
+
+
+def fault_once(fault: str, picks: Callable[[str, str], bool]) -> FaultRule:
+    """``fault`` on the first request of each method and path that ``picks`` chooses."""
+    done: set[tuple[str, str]] = set()
+
+    def rule(method: str, path: str, n: int) -> str | None:
+        if not picks(method, path) or (method, path) in done:
+            return None
+        done.add((method, path))
+        return fault
+
+    return rule
+
+
+def run_behind_proxy(
+    run_jobs: RunJobs, s3_server: MotoServer, landing: dict[str, Any], source_bucket: str,
+    rule: FaultRule,
+) -> tuple[JobResult, FaultyProxy]:  # fmt: skip
+    """One job of the test service, source and landing both reached through the proxy."""
+    with faulty_proxy(s3_server.url, rule) as proxy:
+        proxied = {**landing, "endpoint_url": proxy.url}
+        job = run_jobs({"svc": s3_service(proxy.url, source_bucket)}, [("j", "svc")],
+                       landing=proxied).jobs[0]  # fmt: skip
+    return job, proxy
 
 
 @pytest.mark.parametrize("server_side_copy", [True, False], ids=["copy", "upload"])
@@ -96,18 +122,8 @@ def test_anything_but_success_is_made_again_through_botocore(
 ) -> None:  # fmt: skip
     """A 503 on a direct GET or PUT: the call goes to botocore, whose request succeeds."""
     seed(s3, source_bucket)
-    failed: set[tuple[str, str]] = set()
-
-    def first_object_request_fails(method: str, path: str, n: int) -> str | None:
-        if "?" in path or method not in ("GET", "PUT") or (method, path) in failed:
-            return None
-        failed.add((method, path))
-        return "503"
-
-    with faulty_proxy(s3_server.url, first_object_request_fails) as proxy:
-        proxied = {**landing, "endpoint_url": proxy.url}
-        job = run_jobs({"svc": s3_service(proxy.url, source_bucket)}, [("j", "svc")],
-                       landing=proxied).jobs[0]  # fmt: skip
+    objects = fault_once("503", lambda method, path: "?" not in path and method in ("GET", "PUT"))
+    job, proxy = run_behind_proxy(run_jobs, s3_server, landing, source_bucket, objects)
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.retries == {}  # botocore's own request succeeded: no retry of ours was needed
     by_object: dict[str, list[bool]] = {}
@@ -133,18 +149,8 @@ def test_a_download_that_does_not_match_its_checksum_is_fetched_again(
         bodies[n] = json.dumps({"id": n, "day": "2026-05-05"}).encode()
         s3.put_object(Bucket=source_bucket, Key=f"in/{n}.json", Body=bodies[n],
                       ChecksumAlgorithm="SHA256")  # fmt: skip
-    corrupted: set[str] = set()
-
-    def first_get_reports_a_wrong_checksum(method: str, path: str, n: int) -> str | None:
-        if method != "GET" or "/in/" not in path or path in corrupted:
-            return None
-        corrupted.add(path)
-        return "bad_checksum"
-
-    with faulty_proxy(s3_server.url, first_get_reports_a_wrong_checksum) as proxy:
-        proxied = {**landing, "endpoint_url": proxy.url}
-        job = run_jobs({"svc": s3_service(proxy.url, source_bucket)}, [("j", "svc")],
-                       landing=proxied).jobs[0]  # fmt: skip
+    downloads = fault_once("bad_checksum", lambda method, path: method == "GET" and "/in/" in path)
+    job, proxy = run_behind_proxy(run_jobs, s3_server, landing, source_bucket, downloads)
     assert job.status is JobStatus.COMPLETED, job.error
     assert job.retries == {"checksum_mismatch": 3}
     gets = [agent for method, path, agent in proxy.seen if method == "GET" and "/in/" in path]
