@@ -116,23 +116,29 @@ def test_listing_state_is_looked_up_in_batches_not_loaded_whole(
     assert asked and all(n is not None and n <= 3 for n in asked)  # never "everything"
 
 
+@pytest.mark.parametrize("cut_at", ["first download", "listing"])
 def test_a_state_store_outage_keeps_landed_files_landed_and_the_next_run_relands_them(
     run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    pg_database: str,
+    pg_database: str, cut_at: str,
 ) -> None:  # fmt: skip
+    """The store goes away mid-job: at the first download (what landed before was read
+    already), or while the source is listed (it cannot be read: every file then lands, as a
+    replacement proven before it replaces a key)."""
     bodies = {f"{n}.json": put(s3, source_bucket, f"{n}.json", {"id": n, "day": "2026-05-05"})
               for n in range(5)}  # fmt: skip
+    listing = f"/{source_bucket}?list-type=2"
     with TcpProxy("127.0.0.1", 5432) as pg:
         url = pg_database.replace("127.0.0.1:5432", f"127.0.0.1:{pg.port}")
         cut = threading.Event()
 
-        def cut_state_at_first_download(method: str, path: str, n: int) -> str | None:
-            if method == "GET" and "/in/" in path and not cut.is_set():
+        def cut_state(method: str, path: str, n: int) -> str | None:
+            at = path.startswith(listing) if cut_at == "listing" else "/in/" in path
+            if method == "GET" and at and not cut.is_set():
                 cut.set()
                 pg.cut()  # the state store goes away in the middle of the job
             return None
 
-        with faulty_proxy(s3_server.url, cut_state_at_first_download) as proxy:
+        with faulty_proxy(s3_server.url, cut_state) as proxy:
             services = {"svc": s3_service(proxy.url, source_bucket)}
             first = run_jobs(services, [("j1", "svc")], state_url=url).jobs[0]
         assert cut.is_set()
@@ -147,3 +153,4 @@ def test_a_state_store_outage_keeps_landed_files_landed_and_the_next_run_relands
         assert landed_bytes(s3, landing_bucket, ROOT + f"validated/{name}") == body
     assert list_keys(s3, landing_bucket, ROOT + "validated/") == sorted(
         ROOT + f"validated/{name}" for name in bodies)  # fmt: skip
+    assert list_keys(s3, landing_bucket, ROOT + "_staging/") == []

@@ -37,7 +37,7 @@ from module_system.observability.redaction import redact
 from module_system.pipeline.context import FileContext
 from module_system.pipeline.overlap import Checked, fetch_while_checking
 from module_system.pipeline.parts import LOCAL, PARTS, split_parts
-from module_system.pipeline.records import RecordWriter
+from module_system.pipeline.records import RecordWriter, store_retried
 from module_system.results import FileOutcome
 from module_system.sources import RemoteItem, Source
 from module_system.state.store import FileRecord
@@ -75,6 +75,7 @@ class FileLander:
         self._keys_lock = threading.Lock()
         self.records = RecordWriter(ctx.state, ctx.service_id, ctx.run_id, ctx.job_id)
         self._left_behind = False
+        self._priors_unknown = False  # the state store could not be read: see _landed_before
         self._staged = itertools.count()
 
     def land_all(self) -> bool:
@@ -118,9 +119,20 @@ class FileLander:
                 return
 
     def _landed_before(self, keys: set[str]) -> dict[str, FileRecord]:
-        if self.ctx.full_refresh:
+        if self.ctx.full_refresh or self._priors_unknown:
             return {}
-        return self.ctx.state.landed_files(self.ctx.service_id, keys)
+        known = store_retried(
+            lambda: self.ctx.state.landed_files(self.ctx.service_id, keys),
+            self.ctx.retrier.cancel, "read",
+        )  # fmt: skip
+        if known is None:  # nothing is lost: every file lands, none over an object unproven
+            self._priors_unknown = True
+            log.error(
+                "state store unavailable: what landed before is unknown; the rest of the "
+                "listing lands whole, each file as a replacement (proven before it replaces)"
+            )
+            return {}
+        return known
 
     def _usable(self, prior: FileRecord | None) -> FileRecord | None:
         # Landed under another prefix (the registry's landing prefix changed): land again.
@@ -311,7 +323,7 @@ class FileLander:
             retrier.call(lambda: self.lander.put_json(key + ERROR_SUFFIX, report), f"upload {key}")
         # An object may be at the key already (a changed file, a full refresh): replace it
         # only with proven bytes, by a checked copy or through a staging key.
-        replacing = prior is not None or self.ctx.full_refresh
+        replacing = prior is not None or self.ctx.full_refresh or self._priors_unknown
         if copy is not None and self.lander.copies(copy, digest.size, replacing):
             copied = retrier.call(lambda: self.lander.copy_in(copy, key, digest, metadata),
                                   f"copy {key}")  # fmt: skip

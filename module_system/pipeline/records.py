@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from module_system.landing.manifest import ManifestEntry
 from module_system.observability.redaction import redact
@@ -22,6 +23,7 @@ from module_system.state.store import FileRecord, StateStore
 log = logging.getLogger("module_system.pipeline")
 RECORD_BATCH = 200  # files written to the state store per transaction
 RECORD_FLUSH_SECONDS = 2.0  # ... or at least this often
+T = TypeVar("T")
 FLUSH_ATTEMPTS = 4
 FLUSH_BACKOFF = 0.5  # seconds, doubled per attempt
 MAX_MESSAGES = 50  # validator messages kept per file in the state store (the S3 report has all)
@@ -69,20 +71,32 @@ class RecordWriter:
     def _write(
         self, landed: list[FileRecord], outcomes: list[dict[str, Any]], cancel: threading.Event
     ) -> None:
-        for attempt in range(1, FLUSH_ATTEMPTS + 1):
-            try:
-                self.state.record_files(self.service_id, landed, outcomes)
-                return
-            except Exception as exc:  # the store's driver errors are many; all are retried
-                error = redact(str(exc)).splitlines()[0] if str(exc) else repr(exc)
-                if attempt == FLUSH_ATTEMPTS or cancel.wait(FLUSH_BACKOFF * 2 ** (attempt - 1)):
-                    self.unrecorded += len(landed)
-                    log.error(
-                        "state store unavailable: %d landed files not recorded (%s); the next "
-                        "run lands them again, to the same keys", len(landed), error,
-                    )  # fmt: skip
-                    return
-                log.warning("state store write failed (attempt %d): %s", attempt, error)
+        def write() -> bool:
+            self.state.record_files(self.service_id, landed, outcomes)
+            return True
+
+        if store_retried(write, cancel, "write") is None:
+            self.unrecorded += len(landed)
+            log.error(
+                "state store unavailable: %d landed files not recorded; the next run lands "
+                "them again, to the same keys", len(landed),
+            )  # fmt: skip
+
+
+def store_retried(call: Callable[[], T], cancel: threading.Event, what: str) -> T | None:
+    """``call`` (a state store ``what``: read or write), retried with backoff while the
+    store fails; None when it is still down after :data:`FLUSH_ATTEMPTS` (or on cancel)."""
+    for attempt in range(1, FLUSH_ATTEMPTS + 1):
+        try:
+            return call()
+        except Exception as exc:  # the store's driver errors are many; all are retried
+            error = redact(str(exc)).splitlines()[0] if str(exc) else repr(exc)
+            last = attempt == FLUSH_ATTEMPTS or cancel.wait(FLUSH_BACKOFF * 2 ** (attempt - 1))
+            log.log(logging.ERROR if last else logging.WARNING,
+                    "state store %s failed (attempt %d): %s", what, attempt, error)  # fmt: skip
+            if last:
+                return None
+    return None
 
 
 def _outcome_row(entry: ManifestEntry, run_id: str, job_id: str) -> dict[str, Any]:
