@@ -10,6 +10,7 @@ import pytest
 
 from module_system.demo.servers import MotoServer
 from module_system.pipeline import files as file_flow
+from module_system.pipeline.options import RunOptions
 from module_system.results import JobStatus
 from module_system.state import StateStore
 from tests.faulty_proxy import faulty_proxy
@@ -144,6 +145,8 @@ def test_a_state_store_outage_keeps_landed_files_landed_and_the_next_run_relands
         assert cut.is_set()
         assert first.counts.valid == 5 and first.counts.failed == 0, first.error
         assert any("not recorded" in note for note in first.notes)
+        if cut_at == "listing":
+            assert any("without knowing what landed before" in note for note in first.notes)
 
         pg.restore()
         services = {"svc": s3_service(s3_server.url, source_bucket)}
@@ -153,4 +156,33 @@ def test_a_state_store_outage_keeps_landed_files_landed_and_the_next_run_relands
         assert landed_bytes(s3, landing_bucket, ROOT + f"validated/{name}") == body
     assert list_keys(s3, landing_bucket, ROOT + "validated/") == sorted(
         ROOT + f"validated/{name}" for name in bodies)  # fmt: skip
+    assert list_keys(s3, landing_bucket, ROOT + "_staging/") == []
+
+
+def test_a_big_file_landed_again_on_a_full_refresh_never_replaces_the_good_object_unproven(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    landing: dict[str, Any],
+) -> None:  # fmt: skip
+    """A full refresh knows nothing of what is landed, so a big file is not streamed over its
+    key while it downloads: it lands through staging, and an upload that fails its check
+    leaves the last good object in place."""
+    line = json.dumps({"id": 1, "day": "2026-05-05"}).encode() + b"\n"
+    big = line * (file_flow.PARALLEL_CHECK_BYTES // len(line) + 1)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=big)
+    in_parts = {**landing, "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5,
+                "retry": {"attempts": 2, "backoff": 0.01, "max_backoff": 0.02}}  # fmt: skip
+    services = {"svc": s3_service(s3_server.url, source_bucket)}
+    first = run_jobs(services, [("j1", "svc")], landing=in_parts).jobs[0]
+    assert first.status is JobStatus.COMPLETED and first.counts.valid == 1, first.error
+
+    def corrupt_every_check(method: str, path: str, n: int) -> str | None:
+        return "bad_checksum" if method in ("PUT", "HEAD") and "/data/" in path else None
+
+    with faulty_proxy(s3_server.url, corrupt_every_check) as proxy:
+        proxied = {**in_parts, "endpoint_url": proxy.url}
+        second = run_jobs(services, [("j2", "svc")], RunOptions(full_refresh=True),
+                          landing=proxied).jobs[0]  # fmt: skip
+    assert proxy.faults >= 1
+    assert second.status is JobStatus.FAILED and second.counts.failed == 1
+    assert landed_bytes(s3, landing_bucket, ROOT + "validated/big.ndjson") == big
     assert list_keys(s3, landing_bucket, ROOT + "_staging/") == []

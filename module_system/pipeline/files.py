@@ -76,6 +76,7 @@ class FileLander:
         self.records = RecordWriter(ctx.state, ctx.service_id, ctx.run_id, ctx.job_id)
         self._left_behind = False
         self._priors_unknown = False  # the state store could not be read: see _landed_before
+        self.unknown_priors = 0  # listed files landed without knowing what landed before
         self._staged = itertools.count()
 
     def land_all(self) -> bool:
@@ -119,20 +120,24 @@ class FileLander:
                 return
 
     def _landed_before(self, keys: set[str]) -> dict[str, FileRecord]:
-        if self.ctx.full_refresh or self._priors_unknown:
+        if self.ctx.full_refresh:
             return {}
-        known = store_retried(
-            lambda: self.ctx.state.landed_files(self.ctx.service_id, keys),
-            self.ctx.retrier.cancel, "read",
-        )  # fmt: skip
-        if known is None:  # nothing is lost: every file lands, none over an object unproven
+        if not self._priors_unknown:
+            known = store_retried(
+                lambda: self.ctx.state.landed_files(self.ctx.service_id, keys),
+                self.ctx.retrier.cancel, "read",
+            )  # fmt: skip
+            if known is not None:
+                return known
+            # Nothing is lost: every file lands, none over an object unproven. For the rest
+            # of the job, since files of a failed lookup may still be landing.
             self._priors_unknown = True
             log.error(
                 "state store unavailable: what landed before is unknown; the rest of the "
                 "listing lands whole, each file as a replacement (proven before it replaces)"
             )
-            return {}
-        return known
+        self.unknown_priors += len(keys)
+        return {}
 
     def _usable(self, prior: FileRecord | None) -> FileRecord | None:
         # Landed under another prefix (the registry's landing prefix changed): land again.
@@ -273,6 +278,11 @@ class FileLander:
 
     def _stream_for(self, item: RemoteItem) -> StreamingUpload | None:
         if not self.lander.streams(item.size) or item.size is None:
+            return None
+        if self.ctx.full_refresh or self._priors_unknown:
+            # An object may be at the key: a streamed upload would replace it before it is
+            # proven. The file is still hashed and validated as it downloads, and then lands
+            # through a staging key (see _land_file).
             return None
         key = self.ctx.layout.valid_key(item.key)
         metadata = self._metadata(item, "valid")

@@ -164,6 +164,12 @@ class JobRun:
         with temp as tmp, self.source_cls.from_config(self.service.source, context) as source:
             files = FileLander(self._file_context(), source, lander, suite, Path(tmp))
             self.items_left_behind = files.land_all()
+            if files.unknown_priors:
+                self.result.notes.append(
+                    f"state store unavailable: {files.unknown_priors} listed files were landed "
+                    "without knowing what landed before (unchanged ones again, each proven "
+                    "before it replaced its key)"
+                )
             if files.records.unrecorded:
                 self.result.notes.append(
                     f"state store unavailable: {files.records.unrecorded} landed files were "

@@ -68,7 +68,7 @@ from module_system.sources.http.pagination import (
     PaginationConfig,
 )
 from module_system.sources.http.ratelimit import RateLimitConfig, bucket_for
-from module_system.sources.http.transport import make_client
+from module_system.sources.http.transport import DEFAULT_CONNECTIONS, make_client
 
 DEFAULT_BATCH_BYTES = 64 * 1024 * 1024
 BATCH_FIELD = "body"  # where a batch line holds its response's body
@@ -185,7 +185,12 @@ class ApiSource(Source):
     def from_config(cls, config: ApiSourceConfig, context: SourceContext) -> Self:
         policy = config.egress_policy()
         client = ApiClient(
-            make_client(policy, timeout=config.timeout),
+            # a connection for every page read ahead, and one for the page in hand
+            make_client(
+                policy,
+                timeout=config.timeout,
+                connections=max(DEFAULT_CONNECTIONS, config.read_ahead + 1),
+            ),
             bucket_for(urlsplit(config.url).netloc, config.rate_limit),
             policy,
             auth=config.auth.build() if config.auth else None,
