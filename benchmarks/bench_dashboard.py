@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,10 +42,13 @@ sys.path.insert(0, str(ROOT))
 
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer, free_port  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
-from tests.helpers import write_batch, write_registry  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    pg_database,
+    write_batch,
+    write_registry,
+)
 from tests.s3_helpers import s3_service  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 RUNS, BIG_JOBS, FILES_PER_JOB = 10_000, 100, 10_000
 NOW = datetime.now(UTC).replace(microsecond=0)
 MESSAGES = [
@@ -57,18 +59,6 @@ NULL = "\\N"  # COPY's NULL
 
 
 # 1. pages --------------------------------------------------------------------------------
-@contextmanager
-def bench_database() -> Iterator[str]:
-    name = f"ms_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def copy_rows(conn: psycopg.Connection[Any], table: str, columns: str, rows: Iterator[str]) -> None:
     with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         buffer = io.StringIO()
@@ -264,7 +254,7 @@ def main() -> None:
     parser.add_argument("--skip-live", action="store_true")
     args = parser.parse_args()
     if not args.skip_pages:
-        with bench_database() as url, tempfile.TemporaryDirectory() as tmp:
+        with pg_database() as url, tempfile.TemporaryDirectory() as tmp:
             load(url)
             with dashboard_process(url, Path(tmp)) as (base, _):
                 print(f"{'page':<38} {'median':>8} {'p95':>8} {'max':>8} {'bytes':>9}")

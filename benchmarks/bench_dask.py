@@ -30,13 +30,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 import psutil
-import psycopg
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +51,8 @@ from module_system.orchestrator.executor import JobExecutor, ThreadJobExecutor  
 from module_system.pipeline import RunOptions  # noqa: E402
 from module_system.results import BatchResult  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
+from tests.helpers import pg_database  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PLUGIN = '''
 import shutil
 from pydantic import BaseModel
@@ -121,18 +120,6 @@ def install_plugin(site: Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(site), os.environ.get("PYTHONPATH")])
     )
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    name = f"ms_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Bench:

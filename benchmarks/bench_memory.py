@@ -12,6 +12,7 @@ bucket is moto's server on loopback. Run on SQLite and on the machine's PostgreS
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -30,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
+from tests.helpers import pg_database  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 SOURCE = """
 from module_system.sources.base import RemoteItem, Source
 from pydantic import BaseModel
@@ -118,36 +119,32 @@ def run_one(store: str, n: int, moto: MotoServer, work: Path) -> dict[str, float
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1",
                       aws_access_key_id="x", aws_secret_access_key="x")  # fmt: skip
     s3.create_bucket(Bucket=bucket)
-    db_name = None
-    if store == "sqlite":
-        url = f"sqlite:///{work / f'state-{n}.db'}"
-    else:
-        db_name = f"ms_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db_name}"')
-        url = f"postgresql://postgres@127.0.0.1:5432/{db_name}"
-    try:
-        prefill(url, n, "data/synthetic/svc/validated/")
-        registry = work / "registry.yaml"
-        registry.write_text(yaml.safe_dump({
-            "landing": {"bucket": bucket, "endpoint_url": moto.url},
-            "services": {"svc": {"type": "synthetic", "source": {"items": n}}},
-        }))  # fmt: skip
-        batch = work / "batch.json"
-        batch.write_text(json.dumps({"jobs": [{"job_id": f"mem-{n}", "service_id": "svc"}]}))
-        env = {**os.environ, **DEMO_CREDENTIALS,
-               "PYTHONPATH": os.pathsep.join([str(work / "plugin"), str(ROOT)])}  # fmt: skip
-        argv = [sys.executable, "-m", "module_system", "run", "--batch-file", str(batch),
-                "--registry", str(registry), "--state-url", url, "--log-dir", str(work / "logs"),
-                "--report", str(work / "report.json")]  # fmt: skip
-        peak, seconds = measure(argv, env)
-        counts = json.loads((work / "report.json").read_text())["jobs"][0]["counts"]
-        assert counts["skipped"] == n, counts
-        return {"peak_rss_mb": peak, "seconds": seconds, "us_per_item": seconds / n * 1e6}
-    finally:
-        if db_name:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    with contextlib.ExitStack() as stack:
+        if store == "sqlite":
+            url = f"sqlite:///{work / f'state-{n}.db'}"
+        else:
+            url = stack.enter_context(pg_database())
+        return run_job(url, n, bucket, moto, work)
+
+
+def run_job(url: str, n: int, bucket: str, moto: MotoServer, work: Path) -> dict[str, float]:
+    prefill(url, n, "data/synthetic/svc/validated/")
+    registry = work / "registry.yaml"
+    registry.write_text(yaml.safe_dump({
+        "landing": {"bucket": bucket, "endpoint_url": moto.url},
+        "services": {"svc": {"type": "synthetic", "source": {"items": n}}},
+    }))  # fmt: skip
+    batch = work / "batch.json"
+    batch.write_text(json.dumps({"jobs": [{"job_id": f"mem-{n}", "service_id": "svc"}]}))
+    env = {**os.environ, **DEMO_CREDENTIALS,
+           "PYTHONPATH": os.pathsep.join([str(work / "plugin"), str(ROOT)])}  # fmt: skip
+    argv = [sys.executable, "-m", "module_system", "run", "--batch-file", str(batch),
+            "--registry", str(registry), "--state-url", url, "--log-dir", str(work / "logs"),
+            "--report", str(work / "report.json")]  # fmt: skip
+    peak, seconds = measure(argv, env)
+    counts = json.loads((work / "report.json").read_text())["jobs"][0]["counts"]
+    assert counts["skipped"] == n, counts
+    return {"peak_rss_mb": peak, "seconds": seconds, "us_per_item": seconds / n * 1e6}
 
 
 def main() -> None:
