@@ -22,6 +22,7 @@ import botocore.session
 import botocore.utils
 from botocore.config import Config
 
+from module_system import aws_direct
 from module_system.aws_direct import DirectS3
 from module_system.config.models import S3Connection
 from module_system.errors import FatalError, ItemVanished, TerminalError, TransientError
@@ -150,7 +151,8 @@ def make_client(conn: S3Connection, max_pool: int = 32) -> Any:
     session = make_session(conn)
     client = session.client("s3", endpoint_url=conn.endpoint_url, config=config)
     credentials = session.get_credentials()
-    if credentials is not None:  # the very object the client signs with (sessions cache it)
+    # the very object the client signs with (sessions cache it)
+    if credentials is not None and aws_direct.enabled():
         _DIRECT[client] = DirectS3(client, credentials)
     return client
 

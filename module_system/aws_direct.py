@@ -49,6 +49,7 @@ _ETAG = re.compile(rb"<ETag>([^<]+)</ETag>")
 
 
 def enabled() -> bool:
+    """Read when a client is made: ``MODULE_SYSTEM_S3_DIRECT=0`` gives it no direct path."""
     return os.environ.get("MODULE_SYSTEM_S3_DIRECT", "1") != "0"
 
 
@@ -208,7 +209,7 @@ def attempt(
     direct: DirectS3 | None, call: Callable[[DirectS3], Any], fallback: Callable[[], Any]
 ) -> Any:
     """``call`` on the direct path when there is one, else (or when it falls back) ``fallback``."""
-    if direct is not None and enabled():
+    if direct is not None:
         try:
             return call(direct)
         except Fallback:

@@ -75,7 +75,6 @@ class FileLander:
         self._keys_lock = threading.Lock()
         self.records = RecordWriter(ctx.state, ctx.service_id, ctx.run_id, ctx.job_id)
         self._left_behind = False
-        self._priors_unknown = False  # the state store could not be read: see _landed_before
         self.unknown_priors = 0  # listed files landed without knowing what landed before
         self._staged = itertools.count()
 
@@ -122,7 +121,7 @@ class FileLander:
     def _landed_before(self, keys: set[str]) -> dict[str, FileRecord]:
         if self.ctx.full_refresh:
             return {}
-        if not self._priors_unknown:
+        if not self.unknown_priors:
             known = store_retried(
                 lambda: self.ctx.state.landed_files(self.ctx.service_id, keys),
                 self.ctx.retrier.cancel, "read",
@@ -131,7 +130,6 @@ class FileLander:
                 return known
             # Nothing is lost: every file lands, none over an object unproven. For the rest
             # of the job, since files of a failed lookup may still be landing.
-            self._priors_unknown = True
             log.error(
                 "state store unavailable: what landed before is unknown; the rest of the "
                 "listing lands whole, each file as a replacement (proven before it replaces)"
@@ -279,7 +277,7 @@ class FileLander:
     def _stream_for(self, item: RemoteItem) -> StreamingUpload | None:
         if not self.lander.streams(item.size) or item.size is None:
             return None
-        if self.ctx.full_refresh or self._priors_unknown:
+        if self.ctx.full_refresh or self.unknown_priors > 0:
             # An object may be at the key: a streamed upload would replace it before it is
             # proven. The file is still hashed and validated as it downloads, and then lands
             # through a staging key (see _land_file).
@@ -333,7 +331,7 @@ class FileLander:
             retrier.call(lambda: self.lander.put_json(key + ERROR_SUFFIX, report), f"upload {key}")
         # An object may be at the key already (a changed file, a full refresh): replace it
         # only with proven bytes, by a checked copy or through a staging key.
-        replacing = prior is not None or self.ctx.full_refresh or self._priors_unknown
+        replacing = prior is not None or self.ctx.full_refresh or self.unknown_priors > 0
         if copy is not None and self.lander.copies(copy, digest.size, replacing):
             copied = retrier.call(lambda: self.lander.copy_in(copy, key, digest, metadata),
                                   f"copy {key}")  # fmt: skip
