@@ -124,7 +124,7 @@ class S3Lander:
                     self._direct,
                     lambda direct: direct.copy(
                         bucket, key, (source.bucket, source.key), source.etag,
-                        self._headers(key, {**metadata, "sha256": digest.sha256_hex}),
+                        _headers(args),
                     ),
                     lambda: self.client.copy_object(
                         Bucket=bucket, Key=key, CopySource=copy_from,
@@ -190,7 +190,7 @@ class S3Lander:
                         body,
                         digest.size,
                         (digest.sha256_hex, digest.sha256_b64),
-                        self._headers(key, {**metadata, "sha256": digest.sha256_hex}),
+                        _headers(extra),
                     ),
                     lambda: self._put_object(key, body, extra),
                 )
@@ -277,12 +277,6 @@ class S3Lander:
             self.client.delete_object(Bucket=self.landing.bucket, Key=key)
 
     @staticmethod
-    def _headers(key: str, metadata: dict[str, str]) -> dict[str, str]:
-        """:meth:`_object_args` as request headers, for the direct path."""
-        args = S3Lander._object_args(key, metadata)
-        return object_headers(args["Metadata"], args["ContentType"])
-
-    @staticmethod
     def _object_args(key: str, metadata: dict[str, str]) -> dict[str, Any]:
         return {
             "Metadata": _ascii_metadata(metadata),
@@ -321,6 +315,12 @@ def _copy_in_parts(digest: FileDigest) -> TransferConfig:
     """A copy bigger than CopyObject allows, in parts of our part size: S3's checksum of
     the copy then comes out as ours."""
     return TransferConfig(multipart_threshold=MAX_COPY_BYTES, multipart_chunksize=digest.part_size)
+
+
+def _headers(args: dict[str, Any]) -> dict[str, str]:
+    """The object arguments (see ``S3Lander._object_args``) as request headers, for the
+    direct path."""
+    return object_headers(args["Metadata"], args["ContentType"])
 
 
 def _same_checksum(stored: str, expected: str) -> bool:
