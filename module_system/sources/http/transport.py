@@ -14,6 +14,9 @@ names itself, out of reach of the address check.
 
 from __future__ import annotations
 
+import functools
+import os
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -64,12 +67,25 @@ class PinnedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+def shared_ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS settings (the CA bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``
+    from the environment), made once a process for each such setting: loading the CA
+    bundle costs ~20 ms of CPU, as much as 40 small requests, and a batch makes a client a
+    job. httpcore only reads it (and sets ALPN to HTTP/1.1, the same for every client)."""
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=4)
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context()  # reads the same two variables
+
+
 class PinnedTransport(httpx.HTTPTransport):
     """httpx's own transport with its connection pool opening sockets through
     :class:`PinnedBackend` (TLS settings from the environment, as httpx's default)."""
 
     def __init__(self, policy: EgressPolicy, limits: httpx.Limits) -> None:
-        ssl_context = httpx.create_ssl_context()  # loading the CA bundle costs ~20 ms: once
+        ssl_context = shared_ssl_context()
         super().__init__(verify=ssl_context, limits=limits)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
@@ -78,6 +94,34 @@ class PinnedTransport(httpx.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=PinnedBackend(policy),
         )
+
+
+class _SetCookiesOnly(httpx.Cookies):
+    """httpx's cookie jar, consulted only for a response that sets a cookie. httpx hands
+    every response to the jar, building urllib adapters of the request and response for it:
+    ~10 % of a small request's CPU, for the many APIs and sites that set none."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
+class PinnedClient(httpx.Client):
+    """:class:`httpx.Client` with the :class:`_SetCookiesOnly` jar (same cookies, kept and
+    sent as httpx does)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = self._cookies  # httpx set its own jar directly: wrapped, by the setter
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._cookies = _SetCookiesOnly(cookies)
 
 
 def make_client(
@@ -91,7 +135,7 @@ def make_client(
     followed, no proxies. ``headers`` are sent on every request: never put credentials
     here (see :meth:`EgressPolicy.gets_credentials`)."""
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.Client(
+    return PinnedClient(
         transport=PinnedTransport(policy, limits),
         headers=headers,
         timeout=timeout,
