@@ -15,11 +15,17 @@ SLOW_DOWN = (
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
 
+ACCESS_DENIED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    b"<Message>Access Denied</Message></Error>"
+)
+
 BAD_CHECKSUM = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 # Decides per request: None to forward, "503" to answer SlowDown, "drop" to hang up,
 # "truncate" to send the headers and half the body, then hang up, "bad_checksum" to
-# forward but report a wrong SHA-256 back (as a corrupted upload would look).
+# forward but report a wrong SHA-256 back (as a corrupted upload would look), "403" to
+# answer AccessDenied.
 FaultRule = Callable[[str, str, int], str | None]
 
 
@@ -67,11 +73,10 @@ class FaultyProxy:
                     self.connection.close()
                     return
                 if fault == "503" or (fault == "truncate" and self.command != "GET"):
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
-                    self.end_headers()
-                    self.wfile.write(SLOW_DOWN)
+                    self._error(503, SLOW_DOWN)
+                    return
+                if fault == "403":
+                    self._error(403, ACCESS_DENIED)
                     return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
@@ -95,6 +100,13 @@ class FaultyProxy:
                 elif self.command != "HEAD":
                     self.wfile.write(data)
                 conn.close()
+
+            def _error(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
 

@@ -1,12 +1,14 @@
-"""A multipart upload fed while the file is still downloading.
+"""A multipart upload (or server-side copy) made while the file is still downloading.
 
-For a big new file the pipeline downloads, hashes, validates and uploads at the same time:
-this class uploads each part as soon as the download has written it. S3 shows nothing at
-the key until :meth:`StreamingUpload.complete`, which the pipeline calls only once the
-file is known to be valid; otherwise it calls :meth:`abort` and lands the file the usual
-way (in quarantine, or by a plain upload if streaming failed). Parts are sent straight
-from the file on disk with their SHA-256 computed here, so S3 checks every part against
-our digest and memory stays flat.
+For a big new file the pipeline downloads, hashes, validates and lands at the same time:
+:class:`StreamingUpload` uploads each part as soon as the download has written it;
+:class:`StreamingCopy`, for an S3 source on the landing's endpoint, copies the parts from
+the very object being downloaded. S3 shows nothing at the key until ``complete``, which
+the pipeline calls only once the file is known to be valid; otherwise it calls ``abort``
+and lands the file the usual way (in quarantine, or from disk if streaming failed). Parts
+are sent straight from the file on disk with their SHA-256 computed here, so S3 checks
+every part against our digest and memory stays flat; a copy's parts are checked at the
+end, by comparing S3's checksum of the whole copy with ours of the downloaded bytes.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from module_system.aws import translate_errors
-from module_system.errors import ModuleSystemError, TerminalError
+from module_system.aws import CopySource, translate_errors
+from module_system.errors import FatalError, ModuleSystemError, TerminalError
 from module_system.growing_file import WriteProgress, WriterFailed
 from module_system.landing.checksums import FileDigest
 
 log = logging.getLogger(__name__)
 PARTS_IN_FLIGHT = 4
 READ_SIZE = 1024 * 1024
+MAX_COPY_PART = 5 * 1024 * 1024 * 1024  # S3's limit for one UploadPartCopy
 
 
 class _PartShort(WriterFailed):
@@ -79,6 +82,9 @@ class FileSlice(io.RawIOBase):
 class StreamingUpload:
     """One multipart upload to ``key`` of a ``size``-byte file being written at ``path``."""
 
+    transfer = "stream"  # how the manifest says the file landed
+    activity = "uploading"
+
     def __init__(
         self,
         lander: Any,
@@ -108,7 +114,7 @@ class StreamingUpload:
             for number, offset in enumerate(range(0, self.size, self.part_size), start=1):
                 length = min(self.part_size, self.size - offset)
                 try:
-                    part = _wait_and_hash(path, offset, length, progress, whole)
+                    part = _wait_and_hash(path, offset, length, progress, whole, self.size)
                 except _PartShort as exc:  # short or failed download: the caller sees
                     self.error = exc  # the size differs and checks the file afterwards
                     hashed = offset + length - exc.missing
@@ -193,11 +199,13 @@ class StreamingUpload:
 
 
 def _wait_and_hash(
-    path: Path, offset: int, length: int, progress: WriteProgress, whole: Any
+    path: Path, offset: int, length: int, progress: WriteProgress, whole: Any, size: int
 ) -> bytes:
     """Wait until the download has written the part; return its SHA-256 (raw) and feed
-    the same bytes to the whole file's hash ``whole`` (parts come in order)."""
-    digest = hashlib.sha256()
+    the same bytes to the whole file's hash ``whole`` (parts come in order). A part that
+    is the whole ``size``-byte file is hashed once."""
+    alone = length == size
+    digest = whole if alone else hashlib.sha256()
     with path.open("rb") as fh:
         fh.seek(offset)
         left = length
@@ -207,10 +215,83 @@ def _wait_and_hash(
             chunk = fh.read(min(READ_SIZE, left))
             if chunk:
                 digest.update(chunk)
-                whole.update(chunk)
+                if not alone:
+                    whole.update(chunk)
                 left -= len(chunk)
             elif progress.done.is_set():
                 raise _PartShort(f"the file ended {left} bytes short of its listed size", left)
             else:
                 progress.done.wait(0.005)
     return digest.digest()
+
+
+class StreamingCopy(StreamingUpload):
+    """A multipart copy to ``key`` of ``source``, the S3 object being downloaded, made
+    while it downloads, hashes and validates. Each part is an ``UploadPartCopy`` of the
+    version being fetched (``CopySourceIfMatch`` on its ETag). It is completed only once
+    the file proved valid, and then S3's checksum of the copy is compared with ours of the
+    downloaded bytes: what appears is exactly what was validated.
+
+    Parts are as big as S3 allows (5 GB), so most files are one part: the fewest requests,
+    and the least work for servers that read the whole source for every part (moto)."""
+
+    transfer = "copy"
+    activity = "copying"
+
+    def __init__(
+        self,
+        lander: Any,
+        source: CopySource,
+        key: str,
+        size: int,
+        extra: dict[str, Any],
+        before_complete: Callable[[], None] = lambda: None,
+    ) -> None:
+        super().__init__(lander, key, size, extra, before_complete)
+        self.source = source
+        self.part_size = min(max(size, 1), MAX_COPY_PART)
+
+    def feed(self, path: Path, progress: WriteProgress) -> FileDigest:
+        """Start every part's copy (they need nothing from the download), then hash the
+        file as it is written; return its digest once the copies have ended too."""
+        self._start()
+        ranges = list(enumerate(range(0, self.size, self.part_size), start=1))
+        with ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="part-copy") as pool:
+            futures = [] if self.error is not None else [
+                pool.submit(self._copy_part, number, offset) for number, offset in ranges
+            ]  # fmt: skip
+            whole, part_digests, hashed = hashlib.sha256(), [], 0
+            try:
+                for _, offset in ranges:
+                    length = min(self.part_size, self.size - offset)
+                    part_digests.append(
+                        _wait_and_hash(path, offset, length, progress, whole, self.size)
+                    )
+                    hashed = offset + length
+            except _PartShort as exc:  # the caller sees the size differ and checks afterwards
+                self.error, hashed = exc, hashed + length - exc.missing
+                for future in futures:
+                    future.cancel()
+            for future in futures:
+                if not future.cancelled() and future.exception() and self.error is None:
+                    self.error = future.exception()
+        return FileDigest(whole.hexdigest(), hashed, self.part_size, tuple(part_digests))
+
+    def _copy_part(self, number: int, offset: int) -> None:
+        bucket, source = self.lander.landing.bucket, self.source
+        last = min(offset + self.part_size, self.size) - 1
+        try:
+            with translate_errors(self.lander.landing, bucket, self.key):
+                result = self.lander.client.upload_part_copy(
+                    Bucket=bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                    CopySource={"Bucket": source.bucket, "Key": source.key},
+                    CopySourceRange=f"bytes={offset}-{last}", CopySourceIfMatch=f'"{source.etag}"',
+                )["CopyPartResult"]  # fmt: skip
+        except FatalError:  # e.g. AccessDenied on the source: upload from now on
+            self.lander.refuse_copies()
+            raise
+        part = {"PartNumber": number, "ETag": result["ETag"]}
+        if "ChecksumSHA256" in result:
+            part["ChecksumSHA256"] = result["ChecksumSHA256"]
+        with self._lock:
+            self._parts[number] = part

@@ -27,7 +27,7 @@ from module_system.aws_direct import attempt, object_headers
 from module_system.config.models import LandingConfig
 from module_system.errors import FatalError, ModuleSystemError, TerminalError, TransientError
 from module_system.landing.checksums import FileDigest, digest_file
-from module_system.landing.streaming import StreamingUpload
+from module_system.landing.streaming import StreamingCopy, StreamingUpload
 
 MB = 1024 * 1024
 MAX_COPY_BYTES = 5 * 1024 * MB  # CopyObject's limit; bigger objects copy in parts
@@ -134,7 +134,7 @@ class S3Lander:
             self._compare(key, stored, digest.sha256_b64)
             return True
         except FatalError:  # e.g. AccessDenied on the source bucket: upload from now on
-            self._copy_refused = True
+            self.refuse_copies()
             return False
         except TransientError as exc:
             if exc.reason in ("checksum_mismatch", "size_mismatch"):
@@ -142,6 +142,10 @@ class S3Lander:
             raise  # the connection or the server: retried
         except TerminalError:  # changed since the fetch (412), or gone: upload ours
             return False
+
+    def refuse_copies(self) -> None:
+        """The landing credentials could not copy from a source: upload from now on."""
+        self._copy_refused = True
 
     def _copy_proven(self, source_key: str, key: str, digest: FileDigest) -> None:
         bucket = self.landing.bucket
@@ -252,6 +256,19 @@ class S3Lander:
         metadata has no ``sha256``: that is known only at the end (the manifest has it)."""
         args = self._object_args(key, metadata)
         return StreamingUpload(self, key, size, args, before_complete)
+
+    def streaming_copy(
+        self,
+        source: CopySource,
+        key: str,
+        size: int,
+        metadata: dict[str, str],
+        before_complete: Callable[[], None] = lambda: None,
+    ) -> StreamingCopy:
+        """A server-side multipart copy of ``source`` made during its download; visible
+        only once completed. Its metadata has no ``sha256``, as for a streamed upload."""
+        args = self._object_args(key, metadata)
+        return StreamingCopy(self, source, key, size, args, before_complete)
 
     def clear_leftovers(self, root: str, staging_root: str) -> int:
         """Remove what a killed job under ``root`` left behind: staging objects and

@@ -220,7 +220,7 @@ class FileLander:
             prior = prior if item.key == whole.key else None
             digest, verdict = self.lander.digest(path), self.suite.validate(path, item.key)
         copy = self.source.copy_source(item)
-        transfer = "stream" if checked.landed_key else "upload"
+        transfer = checked.transfer
         key = checked.landed_key or self._key_for(item, verdict)
         if not checked.landed_key:
             transfer = self._land_file(item, path, key, digest, verdict, prior, copy)
@@ -285,6 +285,9 @@ class FileLander:
         key = self.ctx.layout.valid_key(item.key)
         metadata = self._metadata(item, "valid")
         claim = functools.partial(self._claim, key, item)  # only once the file proved valid
+        copy = self.source.listed_copy_source(item)
+        if copy is not None and self.lander.copies(copy, item.size, replacing=False):
+            return self.lander.streaming_copy(copy, key, item.size, metadata, claim)
         return self.lander.streaming_upload(key, item.size, metadata, before_complete=claim)
 
     def _digest_and_validate(

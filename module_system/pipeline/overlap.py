@@ -31,6 +31,7 @@ from module_system.validation.base import Verdict
 from module_system.validation.suite import ValidationSuite
 
 log = logging.getLogger("module_system.pipeline")
+STREAMED = {"stream": "streamed upload", "copy": "server-side copy"}
 T = TypeVar("T")
 
 
@@ -38,7 +39,8 @@ T = TypeVar("T")
 class Checked:
     digest: FileDigest
     verdict: Verdict | None  # None: not validated yet
-    landed_key: str | None = None  # set when the streamed upload already landed the file
+    landed_key: str | None = None  # set when the streamed upload or copy landed the file
+    transfer: str = "upload"  # how it landed there (see StreamingUpload.transfer)
 
 
 def fetch_while_checking(
@@ -59,7 +61,7 @@ def fetch_while_checking(
     inode = path.stat().st_ino
     follows = suite.can_check_growing_files
     log.debug("%s: hashing%s%s while it downloads", item.uri, ", validating" if follows else "",
-              " and uploading" if stream else "")  # fmt: skip
+              f" and {stream.activity}" if stream else "")  # fmt: skip
     validate = functools.partial(suite.validate, path, item.key)
     try:
         with ThreadPoolExecutor(3, thread_name_prefix="check") as side:
@@ -103,9 +105,10 @@ def _complete(stream: StreamingUpload, streamed: Future[FileDigest], checked: Ch
         streamed.result()
         stream.complete(checked.digest)
     except Exception as exc:  # streaming only saves time: land the file the plain way
-        log.warning("s3 key %s: streamed upload failed (%s); uploading from disk", stream.key, exc)
+        log.warning("s3 key %s: the %s during the download failed (%s); landing it from disk",
+                    stream.key, STREAMED[stream.transfer], exc)  # fmt: skip
         return checked
-    return Checked(checked.digest, checked.verdict, stream.key)
+    return Checked(checked.digest, checked.verdict, stream.key, stream.transfer)
 
 
 def _follow(path: Path, progress: WriteProgress, check: Callable[[], T]) -> Callable[[], T]:

@@ -111,6 +111,12 @@ class Source(ABC):
         anywhere; asked once after each fetch. Default: nowhere."""
         return None
 
+    def listed_copy_source(self, item: RemoteItem) -> CopySource | None:
+        """Where the listed version of ``item`` can be copied from server-side, for a copy
+        made while it downloads (a different version fetched is caught by the checksums).
+        Default: nowhere."""
+        return None
+
     def commit(self) -> None:
         """Called once after every item of a successful job has landed (e.g. save a cursor)."""
 

@@ -145,5 +145,13 @@ class S3Source(Source):
         cfg = self.config
         return CopySource(cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], etag)
 
+    def listed_copy_source(self, item: RemoteItem) -> CopySource | None:
+        if not item.version:
+            return None
+        cfg = self.config
+        return CopySource(
+            cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], item.version
+        )
+
     def close(self) -> None:
         """Nothing to release: the client is the process's shared one."""

@@ -1,0 +1,128 @@
+"""A big new file from an S3 source on the landing's endpoint is copied server-side while
+it downloads and validates (``UploadPartCopy`` of the version being fetched). The copy
+appears only once the file proved valid and S3's checksum of it equals ours of the
+downloaded bytes; a copy that is refused or cannot be proven leaves nothing behind, and
+the validated bytes land from disk. Against the real S3 server, some through a proxy."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import pytest
+
+from module_system.demo.servers import MotoServer
+from module_system.results import JobStatus
+from tests.faulty_proxy import faulty_proxy
+from tests.helpers import RunJobs, list_keys, read_json
+from tests.s3_helpers import s3_service
+from tests.test_overlapped_checks import big_ndjson, pipeline_log
+
+ROOT = "data/s3/svc/"
+KEY = ROOT + "validated/big.ndjson"
+
+
+@pytest.fixture
+def multipart(landing: dict[str, Any]) -> dict[str, Any]:
+    """5 MB multipart threshold, so that a test-sized file streams; server-side copy on
+    (the default)."""
+    return {**landing, "multipart_threshold_mb": 5, "multipart_chunksize_mb": 5}
+
+
+def one_part_checksum(data: bytes) -> str:
+    """S3's ChecksumSHA256 of a one-part multipart object: the SHA-256 of the part's."""
+    return base64.b64encode(hashlib.sha256(hashlib.sha256(data).digest()).digest()).decode()
+
+
+def manifest_files(s3: Any, bucket: str) -> dict[str, dict[str, Any]]:
+    return {f["key"]: f for f in read_json(s3, bucket, ROOT + "_manifests/j.json")["files"]}
+
+
+def no_uploads_left(s3: Any, bucket: str) -> bool:
+    return s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_big_valid_file_is_copied_while_it_downloads_and_an_invalid_one_never_appears(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
+) -> None:  # fmt: skip
+    good = big_ndjson(22)
+    bad = big_ndjson(22, last_line='{"id": "x", "day": "2026-01-02"}\n')
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=good)
+    s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
+    with pipeline_log() as messages:
+        services = {"svc": s3_service(s3_server.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
+
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert (job.counts.valid, job.counts.invalid) == (1, 1)
+    assert sum("validating and copying while it downloads" in m for m in messages.lines) == 2
+    assert not any("during the download failed" in m for m in messages.lines)
+    assert manifest_files(s3, landing_bucket)["big.ndjson"]["transfer"] == "copy"
+    head = s3.head_object(Bucket=landing_bucket, Key=KEY, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"].partition("-")[0] == one_part_checksum(good)
+    assert head["ContentLength"] == len(good)
+    assert head["Metadata"]["verdict"] == "valid"
+    assert head["Metadata"]["source-uri"] == f"s3://{source_bucket}/in/big.ndjson"
+    assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == good
+    keys = list_keys(s3, landing_bucket)
+    assert ROOT + "validated/bad.ndjson" not in keys  # its copy was never completed
+    assert ROOT + "quarantine/bad.ndjson" in keys
+    assert no_uploads_left(s3, landing_bucket)
+
+
+def test_a_refused_copy_leaves_nothing_and_the_validated_bytes_are_uploaded(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
+) -> None:  # fmt: skip
+    data = big_ndjson(18)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+    refused: list[int] = []
+
+    def refuse_the_part_copy(method: str, path: str, n: int) -> str | None:
+        # the first part request is the copy's: it starts before the download ends
+        if method == "PUT" and "partNumber=" in path and not refused:
+            refused.append(n)
+            return "403"
+        return None
+
+    with faulty_proxy(s3_server.url, refuse_the_part_copy) as proxy, pipeline_log() as messages:
+        proxied = {**multipart, "endpoint_url": proxy.url}  # one endpoint for both sides
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+
+    assert refused and job.status is JobStatus.COMPLETED, job.error
+    assert any("server-side copy during the download failed" in m for m in messages.lines)
+    assert manifest_files(s3, landing_bucket)["big.ndjson"]["transfer"] == "upload"
+    assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
+    assert no_uploads_left(s3, landing_bucket)
+
+
+def test_a_copy_whose_checksum_differs_is_removed_and_the_file_lands_again(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
+) -> None:  # fmt: skip
+    data = big_ndjson(18)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+    misreported: list[int] = []
+
+    def misreport_the_copy(method: str, path: str, n: int) -> str | None:
+        if method == "HEAD" and path.startswith(f"/{landing_bucket}/{KEY}") and not misreported:
+            misreported.append(n)  # as if the copy held other bytes than we validated
+            return "bad_checksum"
+        return None
+
+    with faulty_proxy(s3_server.url, misreport_the_copy) as proxy, pipeline_log() as messages:
+        proxied = {**multipart, "endpoint_url": proxy.url}
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+
+    assert misreported and job.status is JobStatus.COMPLETED, job.error
+    assert any("server-side copy during the download failed" in m for m in messages.lines)
+    # the unproven copy was deleted; a plain, checked CopyObject landed the file again
+    head = s3.head_object(Bucket=landing_bucket, Key=KEY, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
+    assert no_uploads_left(s3, landing_bucket)
