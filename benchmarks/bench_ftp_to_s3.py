@@ -6,9 +6,12 @@ API server (moto) — we with CSV validation against a Table Schema on, rclone c
 same files between the same servers. Prints wall times, their ratio, peak RSS, and the
 CSV validator's speed alone on the large file (one core, CPU time).
 
-    .venv/bin/python benchmarks/bench_ftp_to_s3.py [--files 1000] [--large-mb 1024]
+    .venv/bin/python benchmarks/bench_ftp_to_s3.py [--files 1000] [--large-mb 1024] [--rounds 3]
 
-Each side runs as a child process so its CPU time and peak RSS are its own (os.wait4).
+Each side runs as a child process so its CPU time and peak RSS are its own (os.wait4). The
+small files run ``--rounds`` times, the two sides in turns (rotated), into fresh prefixes;
+medians and the median of the per-round ratios are printed (one run on a shared two-core
+machine varies by ±10 %). The large file runs once.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,14 +102,16 @@ class FtpProcess:
             self._process.wait(10)
 
 
-def ours(ftp: FtpProcess, s3_url: str, folder: str, tmp: Path, env: dict[str, str]) -> Measure:
+def ours(
+    ftp: FtpProcess, s3_url: str, folder: str, tmp: Path, env: dict[str, str], tag: str = "r0"
+) -> Measure:
     import yaml
 
-    work = tmp / f"ours-{folder}"
+    work = tmp / f"ours-{folder}-{tag}"
     work.mkdir()
     (work / "sales.json").write_text(json.dumps(SCHEMA))
     registry = {
-        "landing": {"bucket": "bench-ours", "endpoint_url": s3_url},
+        "landing": {"bucket": "bench-ours", "endpoint_url": s3_url, "prefix": tag},
         "services": {"bench": {
             "type": "ftp",
             "source": {"host": "127.0.0.1", "port": ftp.port, "username": USER,
@@ -129,7 +135,9 @@ def ours(ftp: FtpProcess, s3_url: str, folder: str, tmp: Path, env: dict[str, st
     return measure
 
 
-def rclone(ftp: FtpProcess, s3_url: str, folder: str, env: dict[str, str]) -> Measure | None:
+def rclone(
+    ftp: FtpProcess, s3_url: str, folder: str, env: dict[str, str], tag: str = "r0"
+) -> Measure | None:
     binary = shutil.which("rclone")
     if not binary:
         return None
@@ -139,7 +147,7 @@ def rclone(ftp: FtpProcess, s3_url: str, folder: str, env: dict[str, str]) -> Me
     target = (f":s3,provider=Other,endpoint='{s3_url}',"
               f"access_key_id={DEMO_CREDENTIALS['AWS_ACCESS_KEY_ID']},"
               f"secret_access_key={DEMO_CREDENTIALS['AWS_SECRET_ACCESS_KEY']}:"
-              f"bench-rclone/{folder}")  # fmt: skip
+              f"bench-rclone/{tag}/{folder}")  # fmt: skip
     command = [binary, "copy", source, target, "--transfers", "16", "--checkers", "16",
                "--config", "/dev/null"]  # fmt: skip
     return run_child(command, {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"})
@@ -171,10 +179,39 @@ def report(name: str, files: int, nbytes: int, mine: Measure, theirs: Measure | 
         print("rclone not installed: no comparison (apt-get install rclone)")
 
 
+def small_rounds(
+    ftp: FtpProcess, s3_url: str, tmp: Path, env: dict[str, str], rounds: int
+) -> tuple[Measure, Measure | None]:
+    """The small files ``rounds`` times, the two sides in turns (rotated); the medians, with
+    the median of the per-round ratios printed."""
+    mine: list[Measure] = []
+    theirs: list[Measure | None] = []
+    for number in range(rounds):
+        tag = f"r{number}"
+        sides = ["ours", "rclone"] if number % 2 == 0 else ["rclone", "ours"]
+        for side in sides:
+            if side == "ours":
+                mine.append(ours(ftp, s3_url, "small", tmp, env, tag))
+            else:
+                theirs.append(rclone(ftp, s3_url, "small", env, tag))
+    measured = [m for m in theirs if m is not None]
+    if len(measured) == len(mine):
+        ratios = [m.wall / r.wall for m, r in zip(mine, measured, strict=True)]
+        print(f"small files, {rounds} rounds: ratios {', '.join(f'{x:.2f}' for x in ratios)}; "
+              f"median {statistics.median(ratios):.2f}")  # fmt: skip
+    return _median(mine), _median(measured) if measured else None
+
+
+def _median(runs: list[Measure]) -> Measure:
+    return Measure(statistics.median(m.wall for m in runs), statistics.median(m.cpu for m in runs),
+                   max(m.max_rss_mb for m in runs))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--large-mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the small files")
     args = parser.parse_args()
     env = {**os.environ, **DEMO_CREDENTIALS, "LOG_LEVEL": "WARNING"}
     os.environ.update(DEMO_CREDENTIALS)
@@ -186,9 +223,9 @@ def main() -> None:
             s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1")
             for bucket in ("bench-ours", "bench-rclone"):
                 s3.create_bucket(Bucket=bucket)
-            mine = ours(ftp, s3_server.url, "small", tmp, env)
-            theirs = rclone(ftp, s3_server.url, "small", env)
-            report("small CSV files", args.files, small_bytes, mine, theirs)
+            mine, theirs = small_rounds(ftp, s3_server.url, tmp, env, args.rounds)
+            report(f"small CSV files (medians of {args.rounds})", args.files, small_bytes, mine,
+                   theirs)  # fmt: skip
             if args.large_mb:
                 mine = ours(ftp, s3_server.url, "large", tmp, env)
                 theirs = rclone(ftp, s3_server.url, "large", env)
