@@ -25,7 +25,8 @@ BAD_CHECKSUM = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 # Decides per request: None to forward, "503" to answer SlowDown, "drop" to hang up,
 # "truncate" to send the headers and half the body, then hang up, "bad_checksum" to
 # forward but report a wrong SHA-256 back (as a corrupted upload would look), "403" to
-# answer AccessDenied.
+# answer AccessDenied, "bad_part_checksum" to add a wrong SHA-256 to an UploadPartCopy's
+# result (as S3 reports each copied part's checksum; moto reports none).
 FaultRule = Callable[[str, str, int], str | None]
 
 
@@ -43,6 +44,7 @@ class FaultyProxy:
         self.count = 0
         self.faults = 0
         self.seen: list[tuple[str, str, str]] = []  # every request's method, path, User-Agent
+        self.copies: list[str] = []  # paths of the requests that copy (x-amz-copy-source)
         self._lock = threading.Lock()
         self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -67,6 +69,8 @@ class FaultyProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                if self.headers.get("x-amz-copy-source"):
+                    proxy.copies.append(self.path)
                 fault = proxy._decide(self.command, self.path, self.headers.get("User-Agent", ""))
                 if fault == "drop":
                     self.close_connection = True
@@ -83,6 +87,9 @@ class FaultyProxy:
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
+                if fault == "bad_part_checksum":
+                    extra = f"<ChecksumSHA256>{BAD_CHECKSUM}</ChecksumSHA256>".encode()
+                    data = data.replace(b"</ETag>", b"</ETag>" + extra, 1)
                 self.send_response(response.status)
                 dropped = ("transfer-encoding", "connection")
                 if self.command != "HEAD":  # HEAD keeps the upstream's Content-Length

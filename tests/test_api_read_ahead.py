@@ -3,10 +3,12 @@
 and still land in order, once each, with the stop rules, retries and failures of a job
 without it.
 
-Concurrency is counted by the server (requests inside a handler at once, under a lock),
-never inferred from timings. To make overlap observable a handler may wait, briefly, for
-a given number of requests to be in at once; when that wait runs out it is not asked
-again, and nothing is asserted on how long anything took.
+Read-ahead starts once pages wait on the API for a couple of milliseconds (see
+``LatencyGate``): the test API answers each request after ``latency`` seconds, like one a
+network away. Concurrency is counted by the server (requests inside a handler at once,
+under a lock), never inferred from timings. To make overlap observable a handler may wait,
+briefly, for a given number of requests to be in at once; when that wait runs out it is
+not asked again, and nothing is asserted on how long anything took.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +31,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from module_system.config.models import RetryConfig
-from module_system.sources.api import ApiSource, ApiSourceConfig
+from module_system.sources import api as api_source
+from module_system.sources.api import ApiSource, ApiSourceConfig, LatencyGate
 from module_system.sources.base import SourceContext
 from module_system.state import StateStore
 from tests.api_server import JobRun, RunApiJobs, service
@@ -44,6 +48,7 @@ class Api:
     waits (at most ``hold_timeout`` seconds, once) until that many are in at once."""
 
     pages: int = PAGES
+    latency: float = 0.01  # seconds each request takes: read-ahead pays (see LatencyGate)
     hold: int = 0
     hold_timeout: float = 5.0
     empty_page: int | None = None  # answers no records
@@ -80,6 +85,7 @@ def build_app(api: Api) -> Starlette:
                 api.overlapped.set()
             first_time = api.requested.count(number) == 1
         try:
+            time.sleep(api.latency)
             if api.hold and number > 1 and not api.overlapped.wait(api.hold_timeout):
                 api.overlapped.set()  # no overlap came: stop holding
             if number == api.not_found:
@@ -235,6 +241,41 @@ def test_read_ahead_1_requests_one_page_at_a_time(
     assert api.max_in_flight == 1
     assert api.requested == list(range(1, 7))
     assert_every_page_once_in_order(landed_pages(job, s3, landing_bucket), 6)
+
+
+def test_an_api_answering_faster_than_read_ahead_pays_is_read_one_page_at_a_time(
+    api: Api, run_api_jobs: RunApiJobs, s3: Any, landing_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """No wait here reaches the threshold, so the gate never opens: read_ahead 4 is not
+    used (the hold runs out once, when page 2 waits for a second request)."""
+    monkeypatch.setattr(api_source, "READ_AHEAD_WAIT", 60.0)
+    api.pages, api.hold, api.hold_timeout = 6, 2, 0.3
+    job = run_one(run_api_jobs, source(api, read_ahead=4))
+    assert job.result.status == "completed", job.result.error
+    assert api.max_in_flight == 1
+    assert api.requested == list(range(1, 7))
+    assert_every_page_once_in_order(landed_pages(job, s3, landing_bucket), 6)
+
+
+def test_the_gate_opens_on_the_median_wait_of_the_last_pages_and_stays_open() -> None:
+    gate = LatencyGate(threshold=0.002, window=5)
+    for wait in (0.0004, 0.0005, 0.0003, 0.0004):
+        gate.observe(wait)
+    gate.observe(0.5)  # one slow page (a busy moment) is not a slow API
+    gate.observe(0.004)
+    assert not gate.open  # median of the last five: 0.0005
+    gate.observe(0.003)
+    assert gate.open  # median of the last five: 0.003
+    for _ in range(5):
+        gate.observe(0.0001)
+    assert gate.open
+
+
+def test_a_slow_first_page_opens_the_gate_at_once() -> None:
+    gate = LatencyGate(threshold=0.002)
+    assert gate.timed(lambda: time.sleep(0.01) or "page") == "page"
+    assert gate.open
 
 
 @pytest.mark.parametrize(

@@ -78,12 +78,12 @@ def test_a_refused_copy_leaves_nothing_and_the_validated_bytes_are_uploaded(
 ) -> None:  # fmt: skip
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
-    refused: list[int] = []
+    refused: list[str] = []
 
     def refuse_the_part_copy(method: str, path: str, n: int) -> str | None:
         # the first part request is the copy's: it starts before the download ends
         if method == "PUT" and "partNumber=" in path and not refused:
-            refused.append(n)
+            refused.append(path)
             return "403"
         return None
 
@@ -93,9 +93,12 @@ def test_a_refused_copy_leaves_nothing_and_the_validated_bytes_are_uploaded(
         job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
 
     assert refused and job.status is JobStatus.COMPLETED, job.error
+    assert refused[0] in proxy.copies  # the refused request was the part copy
     assert any("server-side copy during the download failed" in m for m in messages.lines)
     assert manifest_files(s3, landing_bucket)["big.ndjson"]["transfer"] == "upload"
     assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
+    # uploaded in the landing's 5 MB parts, not in the copy's one part
+    assert s3.head_object(Bucket=landing_bucket, Key=KEY)["ETag"].endswith('-4"')
     assert no_uploads_left(s3, landing_bucket)
 
 
@@ -106,11 +109,14 @@ def test_a_copy_whose_checksum_differs_is_removed_and_the_file_lands_again(
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
     misreported: list[int] = []
+    deleted: list[int] = []
 
     def misreport_the_copy(method: str, path: str, n: int) -> str | None:
         if method == "HEAD" and path.startswith(f"/{landing_bucket}/{KEY}") and not misreported:
             misreported.append(n)  # as if the copy held other bytes than we validated
             return "bad_checksum"
+        if method == "DELETE" and path.startswith(f"/{landing_bucket}/{KEY}"):
+            deleted.append(n)
         return None
 
     with faulty_proxy(s3_server.url, misreport_the_copy) as proxy, pipeline_log() as messages:
@@ -120,9 +126,62 @@ def test_a_copy_whose_checksum_differs_is_removed_and_the_file_lands_again(
 
     assert misreported and job.status is JobStatus.COMPLETED, job.error
     assert any("server-side copy during the download failed" in m for m in messages.lines)
+    assert deleted and deleted[0] > misreported[0]  # the unproven copy was removed at once
     # the unproven copy was deleted; a plain, checked CopyObject landed the file again
     head = s3.head_object(Bucket=landing_bucket, Key=KEY, ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
     assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
+    assert no_uploads_left(s3, landing_bucket)
+
+
+def test_a_download_cut_short_leaves_no_copy_and_the_retry_lands_the_file(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
+) -> None:  # fmt: skip
+    data = big_ndjson(18)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+    cut: list[int] = []
+
+    def cut_first_download(method: str, path: str, n: int) -> str | None:
+        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
+            cut.append(n)
+            return "truncate"
+        return None
+
+    with faulty_proxy(s3_server.url, cut_first_download) as proxy:
+        proxied = {**multipart, "endpoint_url": proxy.url}
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+
+    assert cut and proxy.copies and job.status is JobStatus.COMPLETED, job.error
+    assert job.retries.get("short_read") == 1
+    assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
+    assert no_uploads_left(s3, landing_bucket)  # the copy begun with the cut download
+
+
+def test_a_copied_part_reported_with_other_bytes_is_never_completed(
+    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
+    multipart: dict[str, Any],
+) -> None:  # fmt: skip
+    """S3 reports each copied part's SHA-256: one that differs from ours of the downloaded
+    bytes stops the copy before it is completed, so it never appears."""
+    data = big_ndjson(18)
+    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
+
+    def misreport_the_part(method: str, path: str, n: int) -> str | None:
+        if method == "PUT" and "partNumber=" in path:
+            return "bad_part_checksum"
+        return None
+
+    with faulty_proxy(s3_server.url, misreport_the_part) as proxy, pipeline_log() as messages:
+        proxied = {**multipart, "endpoint_url": proxy.url}
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+
+    assert proxy.copies and job.status is JobStatus.COMPLETED, job.error
+    assert any("part 1 of the copy has SHA-256" in m for m in messages.lines)
+    completions = [p for m, p in [s[:2] for s in proxy.seen] if m == "POST" and "uploadId=" in p]
+    assert completions == []  # never completed, so never visible
+    assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data  # by CopyObject
     assert no_uploads_left(s3, landing_bucket)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from module_system.aws import CopySource, translate_errors
-from module_system.errors import FatalError, ModuleSystemError, TerminalError
+from module_system.errors import ModuleSystemError, TerminalError, TransientError
 from module_system.growing_file import WriteProgress, WriterFailed
 from module_system.landing.checksums import FileDigest
 
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 PARTS_IN_FLIGHT = 4
 READ_SIZE = 1024 * 1024
 MAX_COPY_PART = 5 * 1024 * 1024 * 1024  # S3's limit for one UploadPartCopy
+# The landing's credentials may not read the source, or the server cannot copy parts.
+COPY_REFUSALS = frozenset({"s3_accessdenied", "s3_notimplemented", "s3_501"})
 
 
 class _PartShort(WriterFailed):
@@ -277,6 +279,21 @@ class StreamingCopy(StreamingUpload):
                     self.error = future.exception()
         return FileDigest(whole.hexdigest(), hashed, self.part_size, tuple(part_digests))
 
+    def complete(self, digest: FileDigest) -> None:
+        """As for an upload, but first each part's checksum, where S3 reports it (S3 does;
+        moto does not), is compared with ours of the same bytes, so that on S3 a copy of
+        other bytes never appears; the whole copy's is compared after completing."""
+        for number, part in self._parts.items():
+            reported = part.get("ChecksumSHA256")
+            ours = base64.b64encode(digest.part_digests[number - 1]).decode()
+            if reported is not None and reported != ours:
+                raise TransientError(
+                    f"s3://{self.lander.landing.bucket}/{self.key}: part {number} of the copy "
+                    f"has SHA-256 {reported}, the validated bytes {ours}",
+                    reason="checksum_mismatch",
+                )
+        super().complete(digest)
+
     def _copy_part(self, number: int, offset: int) -> None:
         bucket, source = self.lander.landing.bucket, self.source
         last = min(offset + self.part_size, self.size) - 1
@@ -287,8 +304,9 @@ class StreamingCopy(StreamingUpload):
                     CopySource={"Bucket": source.bucket, "Key": source.key},
                     CopySourceRange=f"bytes={offset}-{last}", CopySourceIfMatch=f'"{source.etag}"',
                 )["CopyPartResult"]  # fmt: skip
-        except FatalError:  # e.g. AccessDenied on the source: upload from now on
-            self.lander.refuse_copies()
+        except ModuleSystemError as exc:
+            if exc.reason in COPY_REFUSALS:  # the source is not ours to copy: upload from now on
+                self.lander.refuse_copies()
             raise
         part = {"PartNumber": number, "ETag": result["ETag"]}
         if "ChecksumSHA256" in result:

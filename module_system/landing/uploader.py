@@ -173,6 +173,10 @@ class S3Lander:
         self, path: Path, key: str, digest: FileDigest, metadata: dict[str, str]
     ) -> UploadResult:
         multipart = digest.size >= self.threshold
+        if multipart and digest.part_size != self.part_size(digest.size):
+            # hashed in another part size (a server-side copy's, which failed): hash again,
+            # so the upload goes in parallel parts and S3's checksum can be compared with ours
+            digest = self.digest(path)
         config = TransferConfig(
             multipart_threshold=self.threshold,
             multipart_chunksize=digest.part_size,

@@ -26,6 +26,7 @@ import httpx
 from module_system.sources.http.egress import EgressPolicy, EgressRefused
 
 DEFAULT_CONNECTIONS = 10
+HTTP_1_1 = ["http/1.1"]  # the only ALPN protocol offered (httpx without http2)
 
 
 class PinnedBackend(httpcore.NetworkBackend):
@@ -71,13 +72,25 @@ def shared_ssl_context() -> ssl.SSLContext:
     """httpx's default TLS settings (the CA bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``
     from the environment), made once a process for each such setting: loading the CA
     bundle costs ~20 ms of CPU, as much as 40 small requests, and a batch makes a client a
-    job. httpcore only reads it (and sets ALPN to HTTP/1.1, the same for every client)."""
+    job. httpcore only reads it, but for ALPN (see :func:`_ssl_context`)."""
     return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 @functools.lru_cache(maxsize=4)
 def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
-    return httpx.create_ssl_context()  # reads the same two variables
+    context = httpx.create_ssl_context()  # reads the same two variables
+    context.set_alpn_protocols(HTTP_1_1)
+    # httpcore sets ALPN on the context for every connection it opens. Setting it frees the
+    # old value in OpenSSL, while another thread may be copying it into a new connection
+    # (CPython lets go of the GIL around SSL_new): set once, the same value is not set again.
+    set_alpn = context.set_alpn_protocols
+
+    def set_alpn_once(protocols: Iterable[str]) -> None:
+        if list(protocols) != HTTP_1_1:
+            set_alpn(protocols)
+
+    context.set_alpn_protocols = set_alpn_once  # type: ignore[method-assign, assignment]
+    return context
 
 
 class PinnedTransport(httpx.HTTPTransport):
