@@ -40,12 +40,14 @@ from tests.dashboard_helpers import serving
 
 PER_PAGE = 5
 PAGES = 40
+FIRST_PAGES_ALONE = LatencyGate().least  # requested one at a time before the gate can open
 
 
 @dataclass
 class Api:
-    """What the test API serves and what it saw. ``hold``: a request for page 2 or later
-    waits (at most ``hold_timeout`` seconds, once) until that many are in at once."""
+    """What the test API serves and what it saw. ``hold``: a request for a page after
+    the first ones (requested alone) waits (at most ``hold_timeout`` seconds, once) until
+    that many are in at once."""
 
     pages: int = PAGES
     latency: float = 0.01  # seconds each request takes: read-ahead pays (see LatencyGate)
@@ -86,7 +88,8 @@ def build_app(api: Api) -> Starlette:
             first_time = api.requested.count(number) == 1
         try:
             time.sleep(api.latency)
-            if api.hold and number > 1 and not api.overlapped.wait(api.hold_timeout):
+            held = api.hold and number > FIRST_PAGES_ALONE
+            if held and not api.overlapped.wait(api.hold_timeout):
                 api.overlapped.set()  # no overlap came: stop holding
             if number == api.not_found:
                 return PlainTextResponse("no such page", status_code=404)
@@ -259,12 +262,15 @@ def test_an_api_answering_faster_than_read_ahead_pays_is_read_one_page_at_a_time
 
 
 def test_the_gate_opens_on_the_median_wait_of_the_last_pages_and_stays_open() -> None:
-    gate = LatencyGate(threshold=0.002, window=5)
-    for wait in (0.0004, 0.0005, 0.0003, 0.0004):
+    gate = LatencyGate(threshold=0.002, window=5, least=3)
+    gate.observe(0.05)  # a slow first connection
+    gate.observe(0.0004)
+    assert not gate.open  # too few pages to judge
+    for wait in (0.0005, 0.0003, 0.0004):
         gate.observe(wait)
     gate.observe(0.5)  # one slow page (a busy moment) is not a slow API
     gate.observe(0.004)
-    assert not gate.open  # median of the last five: 0.0005
+    assert not gate.open  # median of the last five: 0.0004
     gate.observe(0.003)
     assert gate.open  # median of the last five: 0.003
     for _ in range(5):
@@ -272,9 +278,12 @@ def test_the_gate_opens_on_the_median_wait_of_the_last_pages_and_stays_open() ->
     assert gate.open
 
 
-def test_a_slow_first_page_opens_the_gate_at_once() -> None:
+def test_slow_pages_open_the_gate_from_the_third_on() -> None:
     gate = LatencyGate(threshold=0.002)
-    assert gate.timed(lambda: time.sleep(0.01) or "page") == "page"
+    for _ in range(2):
+        assert gate.timed(lambda: time.sleep(0.01) or "page") == "page"
+        assert not gate.open
+    gate.timed(lambda: time.sleep(0.01))
     assert gate.open
 
 
@@ -403,11 +412,12 @@ def test_a_listing_closed_early_drops_its_read_ahead(api: Api, tmp_path: Path) -
     try:
         with ApiSource.from_config(config, context) as api_source:
             items = api_source.list_items()
-            taken = [item.key for item in itertools.islice(items, 3)]
-            assert read_ahead_threads()  # pages 4 to 7 are being read ahead
+            # three pages one at a time (the gate's least), then read-ahead from page 4
+            taken = [item.key for item in itertools.islice(items, 4)]
+            assert read_ahead_threads()  # pages 5 to 8 are being read ahead
             items.close()  # type: ignore[attr-defined]
             assert not read_ahead_threads()
     finally:
         state.close()
-    assert [key.rsplit("/", 1)[1] for key in taken] == [f"page-00000{n}.json" for n in (1, 2, 3)]
-    assert max(api.requested) <= 3 + 4
+    assert [key.rsplit("/", 1)[1] for key in taken] == [f"page-00000{n}.json" for n in (1, 2, 3, 4)]
+    assert max(api.requested) <= 4 + 4

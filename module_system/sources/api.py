@@ -429,10 +429,15 @@ class LatencyGate:
     only burns CPU: measured on the two-core benchmark, +35 % CPU for no gain in time. So
     pages are fetched in the caller's thread until the median wait of the last ``window``
     (wall time not spent on this thread's CPU: the server, the network) reaches
-    ``threshold``; from then on, for the rest of the listing, they are read ahead."""
+    ``threshold``; from then on, for the rest of the listing, they are read ahead. The wait
+    also holds time spent waiting for the GIL while files are validated in other threads
+    (a burst of a few milliseconds every batch): the median of many pages, at least
+    ``least`` of them, is not moved by such a burst, nor by a slow first connection."""
 
-    def __init__(self, threshold: float = READ_AHEAD_WAIT, window: int = 5) -> None:
-        self.threshold = threshold
+    def __init__(
+        self, threshold: float = READ_AHEAD_WAIT, window: int = 16, least: int = 3
+    ) -> None:
+        self.threshold, self.least = threshold, least
         self.waits: deque[float] = deque(maxlen=window)
         self.open = False
 
@@ -445,7 +450,8 @@ class LatencyGate:
 
     def observe(self, wait: float) -> None:
         self.waits.append(wait)
-        self.open = self.open or statistics.median(self.waits) >= self.threshold
+        if len(self.waits) >= self.least:
+            self.open = self.open or statistics.median(self.waits) >= self.threshold
 
 
 class PageReadAhead:
@@ -474,8 +480,15 @@ class PageReadAhead:
         """Page ``number``, whose request ``request`` is (the paginator's value is its
         value); an error of its fetch is raised here. Pages after it are queued, up to
         ``width`` of them, before this returns."""
-        if not self.gate.open:
-            return self.gate.timed(lambda: self.source._fetch(request, number))
+        gate = self.gate
+        if not gate.open:
+            page = gate.timed(lambda: self.source._fetch(request, number))
+            if gate.open:
+                self.source.context.logger.info(
+                    "reading up to %d pages ahead from page %d on: pages wait %.1f ms on the API",
+                    self.width, number + 1, 1000 * statistics.median(gate.waits),
+                )  # fmt: skip
+            return page
         self._queue(number, request)
         if self.window and self.window[0][0] == number:
             page = self.window.popleft()[1].result()
