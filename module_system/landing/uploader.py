@@ -177,11 +177,6 @@ class S3Lander:
             # hashed in another part size (a server-side copy's, which failed): hash again,
             # so the upload goes in parallel parts and S3's checksum can be compared with ours
             digest = self.digest(path)
-        config = TransferConfig(
-            multipart_threshold=self.threshold,
-            multipart_chunksize=digest.part_size,
-            max_concurrency=4,
-        )
         extra = {
             "ChecksumAlgorithm": "SHA256",
             **self._object_args(key, {**metadata, "sha256": digest.sha256_hex}),
@@ -204,6 +199,11 @@ class S3Lander:
                 )
             self._checked(key, lambda: self._compare(key, stored, digest.sha256_b64))
             return UploadResult(key, digest.size, digest.sha256_hex)
+        config = TransferConfig(  # made only here: it costs ~40 attribute hooks to build
+            multipart_threshold=self.threshold,
+            multipart_chunksize=digest.part_size,
+            max_concurrency=4,
+        )
         with translate_errors(self.landing, bucket, key):
             try:
                 self.client.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=config)
