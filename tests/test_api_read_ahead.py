@@ -235,26 +235,21 @@ def test_never_more_than_read_ahead_in_flight(
     assert_every_page_once_in_order(landed_pages(job, s3, landing_bucket), 12)
 
 
-def test_read_ahead_1_requests_one_page_at_a_time(
-    api: Api, run_api_jobs: RunApiJobs, s3: Any, landing_bucket: str
-) -> None:
-    api.pages, api.hold, api.hold_timeout = 6, 2, 0.3
-    job = run_one(run_api_jobs, source(api, read_ahead=1))
-    assert job.result.status == "completed", job.result.error
-    assert api.max_in_flight == 1
-    assert api.requested == list(range(1, 7))
-    assert_every_page_once_in_order(landed_pages(job, s3, landing_bucket), 6)
-
-
-def test_an_api_answering_faster_than_read_ahead_pays_is_read_one_page_at_a_time(
+@pytest.mark.parametrize(
+    ("read_ahead", "wait_for_read_ahead"),
+    [(1, api_source.READ_AHEAD_WAIT), (4, 60.0)],
+    ids=["read_ahead-1", "api-faster-than-read-ahead-pays"],
+)
+def test_pages_are_requested_one_at_a_time_without_read_ahead_or_a_slow_api(
     api: Api, run_api_jobs: RunApiJobs, s3: Any, landing_bucket: str,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, read_ahead: int, wait_for_read_ahead: float,
 ) -> None:  # fmt: skip
-    """No wait here reaches the threshold, so the gate never opens: read_ahead 4 is not
-    used (the hold runs out once, when page 2 waits for a second request)."""
-    monkeypatch.setattr(api_source, "READ_AHEAD_WAIT", 60.0)
+    """With ``read_ahead: 1``, or when no page waits long enough for the gate to open,
+    pages go one at a time (the hold runs out once, on the first page past the ones
+    always requested alone)."""
+    monkeypatch.setattr(api_source, "READ_AHEAD_WAIT", wait_for_read_ahead)
     api.pages, api.hold, api.hold_timeout = 6, 2, 0.3
-    job = run_one(run_api_jobs, source(api, read_ahead=4))
+    job = run_one(run_api_jobs, source(api, read_ahead=read_ahead))
     assert job.result.status == "completed", job.result.error
     assert api.max_in_flight == 1
     assert api.requested == list(range(1, 7))

@@ -132,31 +132,6 @@ def test_growing_reader_waits_for_the_writer_and_stops_on_failure(tmp_path: Path
     failing.close()
 
 
-def test_big_valid_file_streams_into_place_and_invalid_one_never_appears(
-    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    multipart: dict[str, Any],
-) -> None:  # fmt: skip
-    good = big_ndjson(22)
-    bad = big_ndjson(22, last_line='{"id": "x", "day": "2026-01-02"}\n')
-    s3.put_object(Bucket=source_bucket, Key="in/good.ndjson", Body=good)
-    s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
-    with pipeline_log() as messages:
-        services = {"svc": s3_service(s3_server.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
-    assert job.status is JobStatus.COMPLETED, job.error
-    assert (job.counts.valid, job.counts.invalid) == (1, 1)
-    assert sum("and uploading while it downloads" in m for m in messages.lines) == 2
-    assert not any("during the download failed" in m for m in messages.lines)
-    key = ROOT + "validated/good.ndjson"
-    head = s3.head_object(Bucket=landing_bucket, Key=key, ChecksumMode="ENABLED")
-    assert head["ContentLength"] == len(good) and head["Metadata"]["verdict"] == "valid"
-    assert s3.get_object(Bucket=landing_bucket, Key=key)["Body"].read() == good
-    keys = list_keys(s3, landing_bucket)
-    assert ROOT + "validated/bad.ndjson" not in keys  # its streamed upload was aborted
-    assert ROOT + "quarantine/bad.ndjson" in keys
-    assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []
-
-
 def test_cut_download_aborts_the_streamed_upload(
     run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
     multipart: dict[str, Any],

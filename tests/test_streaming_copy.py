@@ -14,7 +14,7 @@ import pytest
 
 from module_system.demo.servers import MotoServer
 from module_system.results import JobStatus
-from tests.faulty_proxy import faulty_proxy
+from tests.faulty_proxy import FaultRule, FaultyProxy, faulty_proxy
 from tests.helpers import RunJobs, list_keys, read_json
 from tests.s3_helpers import s3_service
 from tests.test_overlapped_checks import big_ndjson, pipeline_log
@@ -43,33 +43,53 @@ def no_uploads_left(s3: Any, bucket: str) -> bool:
     return s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
-def test_big_valid_file_is_copied_while_it_downloads_and_an_invalid_one_never_appears(
+@pytest.mark.parametrize(
+    ("copy", "activity", "transfer"), [(True, "copying", "copy"), (False, "uploading", "stream")]
+)
+def test_a_big_valid_file_lands_while_it_downloads_and_an_invalid_one_never_appears(
     run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    multipart: dict[str, Any],
+    multipart: dict[str, Any], copy: bool, activity: str, transfer: str,
 ) -> None:  # fmt: skip
+    """Copied server-side (the default, one endpoint), or uploaded in parts when copies are
+    off; completed only once valid either way."""
     good = big_ndjson(22)
     bad = big_ndjson(22, last_line='{"id": "x", "day": "2026-01-02"}\n')
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=good)
     s3.put_object(Bucket=source_bucket, Key="in/bad.ndjson", Body=bad)
     with pipeline_log() as messages:
         services = {"svc": s3_service(s3_server.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
+        landing = {**multipart, "server_side_copy": copy}
+        job = run_jobs(services, [("j", "svc")], landing=landing).jobs[0]
 
     assert job.status is JobStatus.COMPLETED, job.error
     assert (job.counts.valid, job.counts.invalid) == (1, 1)
-    assert sum("validating and copying while it downloads" in m for m in messages.lines) == 2
+    assert sum(f"validating and {activity} while it downloads" in m for m in messages.lines) == 2
     assert not any("during the download failed" in m for m in messages.lines)
-    assert manifest_files(s3, landing_bucket)["big.ndjson"]["transfer"] == "copy"
+    assert manifest_files(s3, landing_bucket)["big.ndjson"]["transfer"] == transfer
     head = s3.head_object(Bucket=landing_bucket, Key=KEY, ChecksumMode="ENABLED")
-    assert head["ChecksumSHA256"].partition("-")[0] == one_part_checksum(good)
+    if copy:  # one part: the copy's checksum is that of our one part digest
+        assert head["ChecksumSHA256"].partition("-")[0] == one_part_checksum(good)
     assert head["ContentLength"] == len(good)
     assert head["Metadata"]["verdict"] == "valid"
     assert head["Metadata"]["source-uri"] == f"s3://{source_bucket}/in/big.ndjson"
     assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == good
     keys = list_keys(s3, landing_bucket)
-    assert ROOT + "validated/bad.ndjson" not in keys  # its copy was never completed
+    assert ROOT + "validated/bad.ndjson" not in keys  # never completed
     assert ROOT + "quarantine/bad.ndjson" in keys
     assert no_uploads_left(s3, landing_bucket)
+
+
+def run_proxied(
+    run_jobs: RunJobs, s3_server: MotoServer, source_bucket: str, multipart: dict[str, Any],
+    rule: FaultRule,
+) -> tuple[Any, FaultyProxy, list[str]]:  # fmt: skip
+    """The job with source and landing both behind one proxy (one endpoint): the job, the
+    proxy (what it saw) and the pipeline's log messages."""
+    with faulty_proxy(s3_server.url, rule) as proxy, pipeline_log() as messages:
+        proxied = {**multipart, "endpoint_url": proxy.url}
+        services = {"svc": s3_service(proxy.url, source_bucket)}
+        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+    return job, proxy, messages.lines
 
 
 def test_a_refused_copy_leaves_nothing_and_the_validated_bytes_are_uploaded(
@@ -87,14 +107,13 @@ def test_a_refused_copy_leaves_nothing_and_the_validated_bytes_are_uploaded(
             return "403"
         return None
 
-    with faulty_proxy(s3_server.url, refuse_the_part_copy) as proxy, pipeline_log() as messages:
-        proxied = {**multipart, "endpoint_url": proxy.url}  # one endpoint for both sides
-        services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+    job, proxy, messages = run_proxied(
+        run_jobs, s3_server, source_bucket, multipart, refuse_the_part_copy
+    )
 
     assert refused and job.status is JobStatus.COMPLETED, job.error
     assert refused[0] in proxy.copies  # the refused request was the part copy
-    assert any("server-side copy during the download failed" in m for m in messages.lines)
+    assert any("server-side copy during the download failed" in m for m in messages)
     assert manifest_files(s3, landing_bucket)["big.ndjson"]["transfer"] == "upload"
     assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
     # uploaded in the landing's 5 MB parts, not in the copy's one part
@@ -119,13 +138,12 @@ def test_a_copy_whose_checksum_differs_is_removed_and_the_file_lands_again(
             deleted.append(n)
         return None
 
-    with faulty_proxy(s3_server.url, misreport_the_copy) as proxy, pipeline_log() as messages:
-        proxied = {**multipart, "endpoint_url": proxy.url}
-        services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+    job, _, messages = run_proxied(
+        run_jobs, s3_server, source_bucket, multipart, misreport_the_copy
+    )
 
     assert misreported and job.status is JobStatus.COMPLETED, job.error
-    assert any("server-side copy during the download failed" in m for m in messages.lines)
+    assert any("server-side copy during the download failed" in m for m in messages)
     assert deleted and deleted[0] > misreported[0]  # the unproven copy was removed at once
     # the unproven copy was deleted; a plain, checked CopyObject landed the file again
     head = s3.head_object(Bucket=landing_bucket, Key=KEY, ChecksumMode="ENABLED")
@@ -149,10 +167,7 @@ def test_a_download_cut_short_leaves_no_copy_and_the_retry_lands_the_file(
             return "truncate"
         return None
 
-    with faulty_proxy(s3_server.url, cut_first_download) as proxy:
-        proxied = {**multipart, "endpoint_url": proxy.url}
-        services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+    job, proxy, _ = run_proxied(run_jobs, s3_server, source_bucket, multipart, cut_first_download)
 
     assert cut and proxy.copies and job.status is JobStatus.COMPLETED, job.error
     assert job.retries.get("short_read") == 1
@@ -174,13 +189,12 @@ def test_a_copied_part_reported_with_other_bytes_is_never_completed(
             return "bad_part_checksum"
         return None
 
-    with faulty_proxy(s3_server.url, misreport_the_part) as proxy, pipeline_log() as messages:
-        proxied = {**multipart, "endpoint_url": proxy.url}
-        services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=proxied).jobs[0]
+    job, proxy, messages = run_proxied(
+        run_jobs, s3_server, source_bucket, multipart, misreport_the_part
+    )
 
     assert proxy.copies and job.status is JobStatus.COMPLETED, job.error
-    assert any("part 1 of the copy has SHA-256" in m for m in messages.lines)
+    assert any("part 1 of the copy has SHA-256" in m for m in messages)
     completions = [p for m, p in [s[:2] for s in proxy.seen] if m == "POST" and "uploadId=" in p]
     assert completions == []  # never completed, so never visible
     assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data  # by CopyObject
