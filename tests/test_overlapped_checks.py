@@ -132,29 +132,6 @@ def test_growing_reader_waits_for_the_writer_and_stops_on_failure(tmp_path: Path
     failing.close()
 
 
-def test_cut_download_aborts_the_streamed_upload(
-    run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    multipart: dict[str, Any],
-) -> None:  # fmt: skip
-    data = big_ndjson(18)
-    s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
-    cut: list[int] = []
-
-    def cut_first_download(method: str, path: str, n: int) -> str | None:
-        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
-            cut.append(n)
-            return "truncate"
-        return None
-
-    with faulty_proxy(s3_server.url, cut_first_download) as proxy:
-        services = {"svc": s3_service(proxy.url, source_bucket)}
-        job = run_jobs(services, [("j", "svc")], landing=multipart).jobs[0]
-    assert cut and job.status is JobStatus.COMPLETED, job.error
-    landed = s3.get_object(Bucket=landing_bucket, Key=ROOT + "validated/big.ndjson")["Body"].read()
-    assert landed == data
-    assert s3.list_multipart_uploads(Bucket=landing_bucket).get("Uploads", []) == []
-
-
 def test_ranged_downloads_are_checked_after_they_finish(
     run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
     multipart: dict[str, Any],

@@ -153,9 +153,10 @@ def test_a_copy_whose_checksum_differs_is_removed_and_the_file_lands_again(
     assert no_uploads_left(s3, landing_bucket)
 
 
-def test_a_download_cut_short_leaves_no_copy_and_the_retry_lands_the_file(
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "upload"])
+def test_a_download_cut_short_leaves_nothing_behind_and_the_retry_lands_the_file(
     run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str,
-    multipart: dict[str, Any],
+    multipart: dict[str, Any], copy: bool,
 ) -> None:  # fmt: skip
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
@@ -167,12 +168,14 @@ def test_a_download_cut_short_leaves_no_copy_and_the_retry_lands_the_file(
             return "truncate"
         return None
 
-    job, proxy, _ = run_proxied(run_jobs, s3_server, source_bucket, multipart, cut_first_download)
+    landing = {**multipart, "server_side_copy": copy}
+    job, proxy, _ = run_proxied(run_jobs, s3_server, source_bucket, landing, cut_first_download)
 
-    assert cut and proxy.copies and job.status is JobStatus.COMPLETED, job.error
+    assert cut and job.status is JobStatus.COMPLETED, job.error
+    assert bool(proxy.copies) is copy  # the copy began with the download that was cut
     assert job.retries.get("short_read") == 1
     assert s3.get_object(Bucket=landing_bucket, Key=KEY)["Body"].read() == data
-    assert no_uploads_left(s3, landing_bucket)  # the copy begun with the cut download
+    assert no_uploads_left(s3, landing_bucket)  # the streamed copy or upload was aborted
 
 
 def test_a_copied_part_reported_with_other_bytes_is_never_completed(
