@@ -24,7 +24,7 @@ from module_system.validation.csv import CsvOptions
 from module_system.validation.html import HtmlOptions
 from module_system.validation.json_schema import JsonSchemaOptions
 from module_system.validation.suite import ValidationSuite
-from tests.faulty_proxy import faulty_proxy
+from tests.faulty_proxy import FaultRule, faulty_proxy
 from tests.helpers import RunJobs, list_keys, read_json
 from tests.s3_helpers import s3_service
 
@@ -67,6 +67,18 @@ def big_ndjson(mb: int, last_line: str = LINE) -> bytes:
     return (LINE * (mb * 1024 * 1024 // len(LINE)) + last_line).encode()
 
 
+def cut_first_download(source_bucket: str, cut: list[int]) -> FaultRule:
+    """A proxy rule: the first GET of ``in/big.ndjson`` is cut off halfway (noted in ``cut``)."""
+
+    def rule(method: str, path: str, n: int) -> str | None:
+        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
+            cut.append(n)
+            return "truncate"
+        return None
+
+    return rule
+
+
 def test_big_files_checked_during_download(
     run_jobs: RunJobs, s3: Any, s3_server: MotoServer, source_bucket: str, landing_bucket: str
 ) -> None:
@@ -94,14 +106,7 @@ def test_cut_download_falls_back_to_a_plain_retry(
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
     cut: list[int] = []
-
-    def cut_first_download(method: str, path: str, n: int) -> str | None:
-        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
-            cut.append(n)
-            return "truncate"
-        return None
-
-    with faulty_proxy(s3_server.url, cut_first_download) as proxy:
+    with faulty_proxy(s3_server.url, cut_first_download(source_bucket, cut)) as proxy:
         job = run_jobs({"svc": s3_service(proxy.url, source_bucket)}, [("j", "svc")]).jobs[0]
     assert cut and job.status is JobStatus.COMPLETED, job.error
     assert job.counts.valid == 1 and job.counts.fetched == 1

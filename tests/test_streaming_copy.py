@@ -17,7 +17,7 @@ from module_system.results import JobStatus
 from tests.faulty_proxy import FaultRule, FaultyProxy, faulty_proxy
 from tests.helpers import RunJobs, list_keys, read_json
 from tests.s3_helpers import s3_service
-from tests.test_overlapped_checks import big_ndjson, pipeline_log
+from tests.test_overlapped_checks import big_ndjson, cut_first_download, pipeline_log
 
 ROOT = "data/s3/svc/"
 KEY = ROOT + "validated/big.ndjson"
@@ -161,15 +161,9 @@ def test_a_download_cut_short_leaves_nothing_behind_and_the_retry_lands_the_file
     data = big_ndjson(18)
     s3.put_object(Bucket=source_bucket, Key="in/big.ndjson", Body=data)
     cut: list[int] = []
-
-    def cut_first_download(method: str, path: str, n: int) -> str | None:
-        if method == "GET" and path.startswith(f"/{source_bucket}/in/big.ndjson") and not cut:
-            cut.append(n)
-            return "truncate"
-        return None
-
     landing = {**multipart, "server_side_copy": copy}
-    job, proxy, _ = run_proxied(run_jobs, s3_server, source_bucket, landing, cut_first_download)
+    rule = cut_first_download(source_bucket, cut)
+    job, proxy, _ = run_proxied(run_jobs, s3_server, source_bucket, landing, rule)
 
     assert cut and job.status is JobStatus.COMPLETED, job.error
     assert bool(proxy.copies) is copy  # the copy began with the download that was cut
