@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from module_system.aws import CopySource
+from module_system.config.models import LandingConfig
 from module_system.demo.servers import MotoServer
+from module_system.landing.uploader import S3Lander
 from module_system.results import JobStatus
 from tests.faulty_proxy import faulty_proxy
 from tests.helpers import RunJobs, read_json
@@ -130,3 +133,18 @@ def test_small_new_files_are_uploaded_and_replacements_copied(
     body, head = stored(s3, landing_bucket, ROOT + "validated/a.json")
     assert body == changed
     assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(changed).digest()).decode()
+
+
+def test_a_source_bucket_refused_once_is_uploaded_from_and_other_buckets_still_copied(
+    landing: dict[str, Any],
+) -> None:
+    """A Dask worker shares one lander between services: a refusal is remembered for the
+    source bucket refused, not for every source."""
+    lander = S3Lander(LandingConfig.model_validate(landing))
+    refused, other = (CopySource(landing["endpoint_url"], None, bucket, "in/a.json", "etag")
+                      for bucket in ("refused-bucket", "other-bucket"))  # fmt: skip
+    size = 2 * 1024 * 1024
+    assert lander.copies(refused, size, replacing=False) and lander.copies(other, size, False)
+    lander.refuse_copies(refused)
+    assert not lander.copies(refused, size, replacing=True)
+    assert lander.copies(other, size, replacing=False)

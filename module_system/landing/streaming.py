@@ -306,7 +306,7 @@ class StreamingCopy(StreamingUpload):
                 )["CopyPartResult"]  # fmt: skip
         except ModuleSystemError as exc:
             if exc.reason in COPY_REFUSALS:  # the source is not ours to copy: upload from now on
-                self.lander.refuse_copies()
+                self.lander.refuse_copies(self.source)
             raise
         part = {"PartNumber": number, "ETag": result["ETag"]}
         if "ChecksumSHA256" in result:

@@ -49,7 +49,9 @@ class S3Lander:
         self.threshold = landing.multipart_threshold_mb * MB
         self.chunksize = landing.multipart_chunksize_mb * MB
         self._direct = direct_for(self.client)
-        self._copy_refused = False  # the landing credentials may not read the source
+        # Source buckets the landing's credentials may not copy from (a Dask worker shares
+        # one lander between services: one refusal must not turn copies off for the rest).
+        self._copy_refused: set[tuple[str | None, str]] = set()
 
     def close(self) -> None:
         """Nothing to release: the client is the process's shared one."""
@@ -91,7 +93,7 @@ class S3Lander:
         upload is one request too, and on S3 servers a copy costs more than a small PUT; a
         replacement is copied all the same, since the upload would need a staging copy."""
         landing = self.landing
-        if self._copy_refused or not landing.server_side_copy:
+        if not landing.server_side_copy or _source_bucket(source) in self._copy_refused:
             return False
         if not replacing and size < landing.server_side_copy_min_mb * MB:
             return False
@@ -134,7 +136,7 @@ class S3Lander:
             self._compare(key, stored, digest.sha256_b64)
             return True
         except FatalError:  # e.g. AccessDenied on the source bucket: upload from now on
-            self.refuse_copies()
+            self.refuse_copies(source)
             return False
         except TransientError as exc:
             if exc.reason in ("checksum_mismatch", "size_mismatch"):
@@ -143,9 +145,10 @@ class S3Lander:
         except TerminalError:  # changed since the fetch (412), or gone: upload ours
             return False
 
-    def refuse_copies(self) -> None:
-        """The landing credentials could not copy from a source: upload from now on."""
-        self._copy_refused = True
+    def refuse_copies(self, source: CopySource) -> None:
+        """The landing's credentials could not copy from ``source``'s bucket: files from it
+        are uploaded from now on."""
+        self._copy_refused.add(_source_bucket(source))
 
     def _copy_proven(self, source_key: str, key: str, digest: FileDigest) -> None:
         bucket = self.landing.bucket
@@ -342,6 +345,10 @@ def _headers(args: dict[str, Any]) -> dict[str, str]:
     """The object arguments (see ``S3Lander._object_args``) as request headers, for the
     direct path."""
     return object_headers(args["Metadata"], args["ContentType"])
+
+
+def _source_bucket(source: CopySource) -> tuple[str | None, str]:
+    return (source.endpoint_url, source.bucket)
 
 
 def _same_checksum(stored: str, expected: str) -> bool:
