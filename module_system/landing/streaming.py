@@ -7,8 +7,9 @@ the very object being downloaded. S3 shows nothing at the key until ``complete``
 the pipeline calls only once the file is known to be valid; otherwise it calls ``abort``
 and lands the file the usual way (in quarantine, or from disk if streaming failed). Parts
 are sent straight from the file on disk with their SHA-256 computed here, so S3 checks
-every part against our digest and memory stays flat; a copy's parts are checked at the
-end, by comparing S3's checksum of the whole copy with ours of the downloaded bytes.
+every part against our digest and memory stays flat; a copy's parts are checked against
+ours of the downloaded bytes before completing (by the SHA-256 S3 reports for each), and
+the whole copy's checksum after.
 """
 
 from __future__ import annotations
@@ -230,9 +231,9 @@ def _wait_and_hash(
 class StreamingCopy(StreamingUpload):
     """A multipart copy to ``key`` of ``source``, the S3 object being downloaded, made
     while it downloads, hashes and validates. Each part is an ``UploadPartCopy`` of the
-    version being fetched (``CopySourceIfMatch`` on its ETag). It is completed only once
-    the file proved valid, and then S3's checksum of the copy is compared with ours of the
-    downloaded bytes: what appears is exactly what was validated.
+    listed version (``CopySourceIfMatch`` on its ETag). It is completed only once the file
+    proved valid and each part's SHA-256, as S3 reports it, equals ours of the downloaded
+    bytes; then the whole copy's is compared too (see :meth:`complete`).
 
     Parts are as big as S3 allows (5 GB), so most files are one part: the fewest requests,
     and the least work for servers that read the whole source for every part (moto)."""
