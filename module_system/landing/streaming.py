@@ -87,6 +87,7 @@ class StreamingUpload:
 
     transfer = "stream"  # how the manifest says the file landed
     activity = "uploading"
+    description = "streamed upload"
 
     def __init__(
         self,
@@ -240,6 +241,7 @@ class StreamingCopy(StreamingUpload):
 
     transfer = "copy"
     activity = "copying"
+    description = "server-side copy"
 
     def __init__(
         self,

@@ -31,7 +31,6 @@ from module_system.validation.base import Verdict
 from module_system.validation.suite import ValidationSuite
 
 log = logging.getLogger("module_system.pipeline")
-STREAMED = {"stream": "streamed upload", "copy": "server-side copy"}
 T = TypeVar("T")
 
 
@@ -106,7 +105,7 @@ def _complete(stream: StreamingUpload, streamed: Future[FileDigest], checked: Ch
         stream.complete(checked.digest)
     except Exception as exc:  # streaming only saves time: land the file the plain way
         log.warning("s3 key %s: the %s during the download failed (%s); landing it from disk",
-                    stream.key, STREAMED[stream.transfer], exc)  # fmt: skip
+                    stream.key, stream.description, exc)  # fmt: skip
         return checked
     return Checked(checked.digest, checked.verdict, stream.key, stream.transfer)
 
