@@ -40,6 +40,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.installed import compile_package  # noqa: E402
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer, free_port  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
 from tests.helpers import (  # noqa: E402
@@ -253,6 +254,7 @@ def main() -> None:
     parser.add_argument("--skip-pages", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
     args = parser.parse_args()
+    compile_package()  # the CLI child processes start as an installed copy does
     if not args.skip_pages:
         with pg_database() as url, tempfile.TemporaryDirectory() as tmp:
             load(url)

@@ -32,6 +32,7 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_s3_to_s3 import Measure, run_child
+from benchmarks.installed import compile_package
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer, free_port
 
 USER, PASSWORD = "bench", "bench-password"
@@ -213,6 +214,7 @@ def main() -> None:
     parser.add_argument("--large-mb", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the small files")
     args = parser.parse_args()
+    compile_package()  # the CLI child processes start as an installed copy does
     env = {**os.environ, **DEMO_CREDENTIALS, "LOG_LEVEL": "WARNING"}
     os.environ.update(DEMO_CREDENTIALS)
     with tempfile.TemporaryDirectory(prefix="ms-ftp-bench-") as tmp_name:

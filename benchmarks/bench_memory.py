@@ -29,6 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.installed import compile_package  # noqa: E402
 from module_system.demo.servers import DEMO_CREDENTIALS, MotoServer  # noqa: E402
 from module_system.state import StateStore  # noqa: E402
 from tests.helpers import pg_database  # noqa: E402
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
+    compile_package()  # the CLI child processes start as an installed copy does
     with tempfile.TemporaryDirectory() as tmp, MotoServer() as moto:
         work = Path(tmp)
         (work / "plugin").mkdir()

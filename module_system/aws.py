@@ -115,25 +115,32 @@ def _parse_timestamp(value: str) -> datetime:
 BOTOCORE_ATTEMPTS = 3
 
 
-def shared_client(conn: S3Connection, max_pool: int = 32) -> Any:
-    """The process's S3 client for ``conn``: botocore clients are thread-safe, and making
-    one costs about 0.1 s of CPU, so every job of a batch (and every batch of a scheduler
-    or Dask worker) with the same connection settings shares one. Never close it."""
-    # model_dump_json masks secret values: the key adds a digest of them, so two
-    # connections that differ only in their secret key never share a client.
+def shared_client(conn: S3Connection) -> Any:
+    """The process's S3 client for the connection in ``conn``: botocore clients are
+    thread-safe, and making one (with its session) costs about 0.1 s of CPU, so every user
+    of the same endpoint, region and credentials shares one: a job's source and landing,
+    every job of a batch, every batch of a scheduler or Dask worker. Only the connection's
+    own fields count: ``conn`` may be a source's whole config, whose bucket and prefix do
+    not. Never close it."""
+    fields = conn.model_dump(include=set(S3Connection.model_fields))  # masks the secrets
+    # ... so the key adds a digest of them: two connections that differ only in their
+    # secret key never share a client.
     secrets = [conn.aws_secret_access_key, conn.aws_session_token]
     digest = hashlib.sha256(
         "\0".join(s.get_secret_value() if s else "" for s in secrets).encode()
     ).hexdigest()
-    key = (conn.model_dump_json(), digest, max_pool)
+    key = (repr(sorted(fields.items())), digest)
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = _CLIENTS[key] = make_client(conn, max_pool)
+            client = _CLIENTS[key] = make_client(conn, SHARED_POOL)
         return client
 
 
-_CLIENTS: dict[tuple[str, str, int], Any] = {}
+# Connections a shared client keeps open per host: enough for a landing's parallel parts
+# and a source's concurrent files at once; idle ones cost nothing until opened.
+SHARED_POOL = 64
+_CLIENTS: dict[tuple[str, str], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 

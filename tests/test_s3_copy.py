@@ -97,20 +97,23 @@ def test_a_source_changed_after_validation_is_not_copied_the_validated_bytes_are
     assert stored(s3, landing_bucket, ROOT + "validated/a.json")[0] == validated
 
 
-def test_connections_differing_only_in_their_secret_key_get_their_own_client() -> None:
+def test_one_client_per_connection_whatever_its_bucket_or_secret_key() -> None:
+    """A source and a landing on the same endpoint and keys share one client (one session,
+    one connection pool); a different secret key never shares one."""
     from module_system.aws import shared_client
-    from module_system.config.models import S3Connection
+    from module_system.config.models import LandingConfig, S3Connection
+    from module_system.sources.s3 import S3SourceConfig
 
-    def conn(secret: str) -> S3Connection:
-        return S3Connection(
-            endpoint_url="http://127.0.0.1:9",
-            region="us-east-1",
-            aws_access_key_id="AKIA",
-            aws_secret_access_key=secret,
-        )  # type: ignore[arg-type]
-
-    assert shared_client(conn("one")) is shared_client(conn("one"))
-    assert shared_client(conn("one")) is not shared_client(conn("two"))
+    connection = {"endpoint_url": "http://127.0.0.1:9", "region": "us-east-1",
+                  "aws_access_key_id": "AKIA", "aws_secret_access_key": "one"}  # fmt: skip
+    source = S3SourceConfig.model_validate({**connection, "bucket": "src", "prefix": "in/"})
+    landing = LandingConfig.model_validate({**connection, "bucket": "landing"})
+    other_key = S3Connection.model_validate({**connection, "aws_secret_access_key": "two"})
+    other_region = S3Connection.model_validate({**connection, "region": "eu-west-1"})
+    assert shared_client(source) is shared_client(landing)
+    assert shared_client(landing) is shared_client(S3Connection.model_validate(connection))
+    assert shared_client(other_key) is not shared_client(landing)
+    assert shared_client(other_region) is not shared_client(landing)
 
 
 def test_small_new_files_are_uploaded_and_replacements_copied(

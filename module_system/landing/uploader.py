@@ -45,7 +45,7 @@ class S3Lander:
 
     def __init__(self, landing: LandingConfig, client: Any | None = None) -> None:
         self.landing = landing
-        self.client = client or shared_client(landing, max_pool=64)
+        self.client = client or shared_client(landing)
         self.threshold = landing.multipart_threshold_mb * MB
         self.chunksize = landing.multipart_chunksize_mb * MB
         self._direct = direct_for(self.client)

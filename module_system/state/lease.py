@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from module_system.errors import FatalError, JobCancelled, TerminalError
 from module_system.state import schema
@@ -139,8 +138,7 @@ class ServiceLease:
             "expires_at": now + timedelta(seconds=self.ttl),
         }  # fmt: skip
         table = schema.leases
-        dialect = sqlite if self.store.engine.dialect.name == "sqlite" else postgresql
-        stmt = dialect.insert(table).values(row)
+        stmt = schema.upsert_insert(self.store.engine)(table).values(row)
         stmt = stmt.on_conflict_do_update(
             index_elements=["service_id"],
             set_={k: stmt.excluded[k] for k in row if k != "service_id"},

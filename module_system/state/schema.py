@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
     DateTime,
+    Engine,
     Index,
     Integer,
     MetaData,
@@ -115,3 +118,15 @@ leases = Table(
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
+
+
+def upsert_insert(engine: Engine) -> Any:
+    """The ``insert`` of ``engine``'s dialect, which has ON CONFLICT. PostgreSQL's dialect
+    module is imported only by PostgreSQL users: it costs ~30 ms of every start-up."""
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert

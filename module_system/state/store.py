@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from module_system._optional import require
@@ -212,8 +211,7 @@ class StateStore:
             conn.execute(self._upsert_statement(table, rows, keys), rows)
 
     def _upsert_statement(self, table: Any, rows: Any, keys: list[str]) -> Any:
-        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
-        stmt = dialect.insert(table)
+        stmt = schema.upsert_insert(self.engine)(table)
         first = rows[0] if isinstance(rows, list) else next(iter(rows.values()))
         updates = {name: stmt.excluded[name] for name in first if name not in keys}
         return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
