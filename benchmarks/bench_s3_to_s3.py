@@ -198,10 +198,11 @@ def main() -> None:
         s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1")
         for bucket in ("bench-src", "bench-ours", "bench-rclone"):
             s3.create_bucket(Bucket=bucket)
-        print(f"seeding {args.files} small files on {server.url} ...")
-        nbytes = seed_small(s3, args.files)
-        rounds = run_rounds(server, "small/", tmp, env, args.rounds)
-        report("small JSON files", args.files, nbytes, rounds)
+        if args.files:  # --files 0: the large file alone
+            print(f"seeding {args.files} small files on {server.url} ...")
+            nbytes = seed_small(s3, args.files)
+            rounds = run_rounds(server, "small/", tmp, env, args.rounds)
+            report("small JSON files", args.files, nbytes, rounds)
         if args.large_mb:
             print(f"seeding one {args.large_mb} MB NDJSON file ...")
             nbytes = seed_large(s3, args.large_mb, tmp)
