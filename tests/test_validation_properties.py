@@ -305,6 +305,9 @@ DRAFTS = ["http://json-schema.org/draft-04/schema#", "https://json-schema.org/dr
        lines=st.booleans())  # fmt: skip
 @example(number=10**20 + 1, low=None, high=10**20, draft=DRAFTS[1], lines=False)
 @example(number=10**20, low=None, high=None, draft=DRAFTS[0], lines=True)
+@example(number=10**20 + 1, low=0, high=100, draft=DRAFTS[1], lines=True)  # small bounds:
+@example(number=-(10**20) - 1, low=-5, high=None, draft=DRAFTS[1], lines=False)  # read fast
+@example(number=2**63, low=None, high=2**53, draft=DRAFTS[1], lines=True)  # exactly
 def test_integers_of_any_size_are_compared_exactly(
     tmp_path: Path, number: int, low: int | None, high: int | None, draft: str, lines: bool
 ) -> None:
@@ -356,3 +359,51 @@ def test_only_integers_orjson_may_round_are_parsed_again() -> None:
     assert json_text.may_need_exact([b'{"id": -9223372036854775809}'])
     assert json_text.parse(b"[18446744073709551616]", exact=True) == [2**64]
     assert json_text.parse(b"[18446744073709551616]", exact=False) == [2.0**64]  # no bounds
+
+
+@pytest.mark.parametrize(
+    ("schema", "exact"),
+    [
+        ({"type": "object", "properties": {"n": {"minimum": 0, "maximum": 100}}}, False),
+        ({"properties": {"n": {"exclusiveMaximum": 2**53 - 1}}}, False),
+        ({"properties": {"n": {"maximum": 2**53}}}, True),
+        ({"properties": {"n": {"minimum": -1e300}}}, True),
+        ({"$defs": {"n": {"multipleOf": 3}}}, True),
+        ({"items": {"uniqueItems": True}}, True),
+        ({"properties": {"kind": {"enum": ["a", "b"]}, "c": {"const": {"x": "y"}}}}, False),
+        ({"properties": {"kind": {"enum": ["a", 7]}}}, True),
+        ({"properties": {"c": {"const": {"x": [1]}}}}, True),
+        ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "integer"}, True),
+        ({"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5,
+          "exclusiveMaximum": True}, False),
+        ({"properties": {"multipleOf": {"type": "string"}}}, True),  # only a name: slower, safe
+    ],
+)  # fmt: skip
+def test_numbers_are_read_exactly_only_where_rounding_may_change_the_verdict(
+    schema: dict[str, Any], exact: bool
+) -> None:
+    from module_system.validation.json_schema import _compares_numbers
+
+    assert _compares_numbers(schema) is exact
+
+
+@pytest.mark.parametrize("lines", [False, True])
+@pytest.mark.parametrize(
+    ("schema", "valid"),
+    [
+        ({"enum": [10**20]}, False),  # 10**20 + 1 would round to 1e20
+        ({"const": 10**20}, False),
+        ({"multipleOf": 10}, False),  # 1e20 is a multiple of 10
+        ({"maximum": 10**20}, False),
+        ({"minimum": 0, "maximum": 100}, False),  # small bounds, fast path, same verdict
+        ({"minimum": 0}, True),
+    ],
+)
+def test_a_huge_integer_gets_its_exact_verdict_whichever_path_reads_it(
+    tmp_path: Path, schema: dict[str, Any], valid: bool, lines: bool
+) -> None:
+    name = "n.ndjson" if lines else "n.json"
+    text = f'{{"n": {10**20 + 1}}}\n'.encode()
+    wrapped = {"type": "object", "properties": {"n": schema}}
+    verdict = json_verdict(tmp_path, name, text, wrapped)
+    assert verdict.valid is valid, verdict.issues

@@ -45,8 +45,11 @@ LINE_CHUNK = 1024 * 1024
 # orjson holds a document in memory several times over as Python objects: a cap by default.
 DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024
 LIMIT_OPTIONS = {"max_file_bytes", "max_decompression_ratio"}
-NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                   "enum", "const", "uniqueItems")  # fmt: skip
+# What a huge integer rounded to a float may change the verdict of (see _compares_numbers).
+BOUND_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+VALUE_KEYWORDS = ("enum", "const")
+EXACT_KEYWORDS = ("multipleOf", "uniqueItems")
+SAFE_BOUND = 2**53  # bounds below this in magnitude are exact doubles, far from 2**63
 
 
 class JsonSchemaOptions(BaseModel):
@@ -234,12 +237,53 @@ class JsonSchemaValidator(Validator):
 
 
 def _compares_numbers(schema: dict[str, Any]) -> bool:
-    """Whether the schema's verdict may change when a huge integer is rounded to a float
-    (bounds, multipleOf, enum, const, uniqueItems; draft 4's "integer" type)."""
+    """Whether the schema's verdict may change when an integer beyond 64 bits is rounded to
+    a float, as orjson does (``json_text``): then numbers are read exactly, at a cost (the
+    scan for long digit runs is a fifth of an NDJSON file's validation).
+
+    It may with ``multipleOf`` or ``uniqueItems``; with ``enum`` or ``const`` listing a
+    number; with a bound (``minimum``, ``maximum``, the exclusive ones) of 2**53 or more in
+    magnitude; and with draft 4's "integer" type (a float is no integer there). A smaller
+    bound cannot: an integer orjson rounds is at least 2**63 in magnitude, and so is its
+    rounding, both beyond the bound on the same side. Keywords are looked for in every
+    object of the schema, so a property merely named like one counts too: slower, never
+    wrong."""
     text = json.dumps(schema)
-    if any(f'"{keyword}"' in text for keyword in NUMBER_KEYWORDS):
+    if '"integer"' in text and ("draft-04" in text or "draft-03" in text):
         return True
-    return '"integer"' in text and ("draft-04" in text or "draft-03" in text)
+    return any(_compares_exactly(node) for node in _objects(schema))
+
+
+def _compares_exactly(node: dict[str, Any]) -> bool:
+    if any(keyword in node for keyword in EXACT_KEYWORDS):
+        return True
+    if any(_holds_number(node[keyword]) for keyword in VALUE_KEYWORDS if keyword in node):
+        return True
+    bounds = [node[keyword] for keyword in BOUND_KEYWORDS if _is_number(node.get(keyword))]
+    return any(abs(bound) >= SAFE_BOUND for bound in bounds)
+
+
+def _objects(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in ``value``, itself included."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _objects(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _objects(item)
+
+
+def _holds_number(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_holds_number(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_number(item) for item in value)
+    return _is_number(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _array_validator(schema: dict[str, Any]) -> Any:
