@@ -122,14 +122,14 @@ def shared_client(conn: S3Connection) -> Any:
     every job of a batch, every batch of a scheduler or Dask worker. Only the connection's
     own fields count: ``conn`` may be a source's whole config, whose bucket and prefix do
     not. Never close it."""
-    fields = conn.model_dump(include=set(S3Connection.model_fields))  # masks the secrets
-    # ... so the key adds a digest of them: two connections that differ only in their
-    # secret key never share a client.
+    # The JSON masks the secrets, so the key adds a digest of them: two connections that
+    # differ only in their secret key never share a client.
+    fields = conn.model_dump_json(include=set(S3Connection.model_fields))
     secrets = [conn.aws_secret_access_key, conn.aws_session_token]
     digest = hashlib.sha256(
         "\0".join(s.get_secret_value() if s else "" for s in secrets).encode()
     ).hexdigest()
-    key = (repr(sorted(fields.items())), digest)
+    key = (fields, digest)
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:

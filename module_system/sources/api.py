@@ -474,7 +474,7 @@ class PageReadAhead:
         self.pool = ThreadPoolExecutor(width, f"{source.context.job_id}-read-ahead")
         self.window: deque[tuple[int, Future[Page]]] = deque()  # consecutive page numbers
         self.last_queued = 0
-        self.gate = LatencyGate(READ_AHEAD_WAIT)
+        self.gate = LatencyGate(READ_AHEAD_WAIT)  # read here: tests set the module constant
 
     def take(self, number: int, request: PageRequest) -> Page:
         """Page ``number``, whose request ``request`` is (the paginator's value is its

@@ -140,18 +140,14 @@ class S3Source(Source):
     def copy_source(self, item: RemoteItem) -> CopySource | None:
         with self._fetched_lock:
             etag = self._fetched.pop(item.key, None)
-        if etag is None:
-            return None
-        cfg = self.config
-        return CopySource(cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], etag)
+        return None if etag is None else self._copy_of(item, etag)
 
     def listed_copy_source(self, item: RemoteItem) -> CopySource | None:
-        if not item.version:
-            return None
+        return self._copy_of(item, item.version) if item.version else None
+
+    def _copy_of(self, item: RemoteItem, etag: str) -> CopySource:
         cfg = self.config
-        return CopySource(
-            cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], item.version
-        )
+        return CopySource(cfg.endpoint_url, cfg.region, cfg.bucket, item.extra["s3_key"], etag)
 
     def close(self) -> None:
         """Nothing to release: the client is the process's shared one."""
