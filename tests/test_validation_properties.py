@@ -407,3 +407,35 @@ def test_a_huge_integer_gets_its_exact_verdict_whichever_path_reads_it(
     wrapped = {"type": "object", "properties": {"n": schema}}
     verdict = json_verdict(tmp_path, name, text, wrapped)
     assert verdict.valid is valid, verdict.issues
+
+
+@pytest.mark.parametrize("lines", [False, True])
+def test_a_reason_quotes_a_huge_integer_with_every_digit(tmp_path: Path, lines: bool) -> None:
+    """Small bounds read numbers fast (rounded) for the verdict; the reason still shows the
+    number as the file has it, and a valid huge integer next to it stays valid."""
+    huge = 10**20 + 1
+    schema = {"type": "object", "properties": {"n": {"minimum": 0, "maximum": 100}}}
+    name = "n.ndjson" if lines else "n.json"
+    text = (
+        f'{{"n": 5}}\n{{"n": {huge}}}\n{{"n": {-huge}}}\n'.encode()
+        if lines
+        else f'{{"n": {huge}}}'.encode()
+    )
+    verdict = json_verdict(tmp_path, name, text, schema)
+    assert not verdict.valid
+    messages = [issue.message for issue in verdict.issues]
+    assert any(str(huge) in message for message in messages), messages
+    assert not any("e+20" in message for message in messages), messages
+    if lines:
+        assert verdict.error_count == 2
+        assert any(str(-huge) in message for message in messages), messages
+        assert [issue.location.split(":")[0] for issue in verdict.issues] == ["line 2", "line 3"]
+
+
+def test_a_records_document_quotes_huge_integers_and_counts_its_records(tmp_path: Path) -> None:
+    huge = 10**20 + 1
+    schema = {"type": "object", "properties": {"n": {"maximum": 100}}}
+    text = f'{{"items": [{{"n": 1}}, {{"n": {huge}}}, {{"n": 2}}]}}'.encode()
+    verdict = json_verdict(tmp_path, "d.json", text, {"schema": schema, "records_path": "items"})
+    assert not verdict.valid and verdict.error_count == 1 and verdict.records == 3
+    assert str(huge) in verdict.issues[0].message, verdict.issues

@@ -66,6 +66,11 @@ class IssueCollector:
         if len(self.issues) < self.limit:
             self.issues.append(Issue(message, location))
 
+    def extend(self, other: IssueCollector) -> None:
+        """Take ``other``'s issues and count after this one's."""
+        self.issues.extend(other.issues[: max(0, self.limit - len(self.issues))])
+        self.count += other.count
+
     def verdict(self, validator: str, records: int | None = None) -> Verdict:
         return Verdict(self.count == 0, validator, self.issues, self.count, records)
 

@@ -140,10 +140,32 @@ class JsonSchemaValidator(Validator):
         except json_text.NotJson as exc:
             issues.add(str(exc), "$")
             return 0
+        found = IssueCollector(issues.limit)
+        records = self._validate_instance(instance, found)
+        if found.count and (exact := self._as_reasons_show(data)) is not None:
+            found = IssueCollector(issues.limit)  # the same verdict, with every digit
+            records = self._validate_instance(exact, found)
+        issues.extend(found)
+        return records
+
+    def _validate_instance(self, instance: Any, issues: IssueCollector) -> int:
         if self.options.records_path is None:
             self._check(instance, "$", issues)
             return 1
         return self._validate_records(instance, self.options.records_path, issues)
+
+    def _as_reasons_show(self, text: bytes) -> Any | None:
+        """``text`` read again with exact integers, for reasons that quote a number: when
+        the schema cannot tell a huge integer from its rounding (see :func:`_compares_numbers`)
+        it was read fast, and the reasons would show ``1e+20`` for ``100000000000000000001``.
+        The verdict is the same either way. None when the fast read was already exact, or
+        when an exact read is refused (too many digits): then the reasons show the rounding."""
+        if self._exact or not json_text.may_need_exact([text]):
+            return None
+        try:
+            return json_text.parse(text, exact=True)
+        except json_text.NotJson:
+            return None
 
     def _validate_records(
         self, document: Any, path: str, issues: IssueCollector, where: str | None = None
@@ -214,6 +236,8 @@ class JsonSchemaValidator(Validator):
             except json_text.NotJson as exc:
                 issues.add(f"line {number}: {exc}", f"line {number}")
                 continue
+            exact = self._as_reasons_show(line)  # lines of a batch with a problem only
+            instance = instance if exact is None else exact
             if self.options.line_document is None:
                 self._check(instance, f"line {number}: $", issues)
             else:
